@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class GamesConfig(AppConfig):
+    """Images, participants, sessions, rounds, clicks, the game pages and API, moderation."""
+
+    name = "games"

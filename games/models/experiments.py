@@ -1,0 +1,255 @@
+"""What is played: image sets, categories, images, partner models and experiments."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+
+IMAGE_SIZE = 256  # side of the stored centre crop, in pixels: the game's coordinate space
+
+
+class ImageSet(models.Model):
+    """A named collection of images that one or more experiments draw from."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Category(models.Model):
+    """An object class; its name is what the partner must recognise."""
+
+    name = models.CharField(max_length=200, unique=True)
+
+    class Meta:
+        verbose_name_plural = "categories"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _crop_path(image: Image, filename: str) -> str:
+    # Named by checksum, never by class: a file name must not give the answer away.
+    return f"images/crops/{image.checksum[:2]}/{image.checksum}.png"
+
+
+def _original_path(image: Image, filename: str) -> str:
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"images/originals/{image.checksum[:2]}/{image.checksum}.{suffix}"
+
+
+def _mask_path(image: Image, filename: str) -> str:
+    return f"images/masks/{image.checksum[:2]}/{image.checksum}.png"
+
+
+class Image(models.Model):
+    """One stimulus: the 256×256 centre crop players see, its original, and an optional mask."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "active"
+        RETIRED = "retired", "retired (enough data)"
+        REJECTED = "rejected", "rejected by a moderator"
+
+    image_set = models.ForeignKey(ImageSet, on_delete=models.PROTECT, related_name="images")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="images")
+    name = models.CharField(max_length=255, help_text="Unique within its image set.")
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the original file.")
+    crop = models.ImageField(upload_to=_crop_path, width_field="crop_width", height_field="crop_height")
+    crop_width = models.PositiveSmallIntegerField(default=IMAGE_SIZE)
+    crop_height = models.PositiveSmallIntegerField(default=IMAGE_SIZE)
+    original = models.FileField(upload_to=_original_path)
+    original_width = models.PositiveIntegerField()
+    original_height = models.PositiveIntegerField()
+    mask = models.ImageField(upload_to=_mask_path, blank=True, help_text="Object mask (L, 0/255).")
+    is_catch_trial = models.BooleanField(
+        default=False, help_text="Shown for quality control: bubbles should fall on the mask."
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    state_changed_at = models.DateTimeField(null=True, blank=True)
+    # Denormalised count of valid scored rounds, recomputed (never incremented) by the
+    # services that change it: the sampler orders thousands of images by it on every round.
+    valid_rounds = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["image_set", "name"], name="image_name_unique_in_set"),
+            models.UniqueConstraint(fields=["image_set", "checksum"], name="image_checksum_unique_in_set"),
+            models.CheckConstraint(
+                condition=Q(crop_width=IMAGE_SIZE, crop_height=IMAGE_SIZE), name="image_crop_is_256"
+            ),
+            models.CheckConstraint(
+                condition=Q(original_width__gt=0, original_height__gt=0), name="image_original_has_size"
+            ),
+            models.CheckConstraint(
+                condition=~Q(is_catch_trial=True) | ~Q(mask=""), name="image_catch_trial_has_mask"
+            ),
+        ]
+        indexes = [
+            # The sampler: active images of a set, fewest valid rounds first.
+            models.Index(fields=["image_set", "state", "valid_rounds"], name="image_sampling_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_set}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("games:image", args=[self.pk])
+
+    @property
+    def is_playable(self) -> bool:
+        """Whether the sampler may serve this image."""
+        return self.state == self.State.ACTIVE
+
+
+class PartnerModel(models.Model):
+    """A named partner network served by the model server; its versions are checkpoints."""
+
+    name = models.SlugField(max_length=100, unique=True, help_text="The model server's model name.")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PartnerModelVersion(models.Model):
+    """One checkpoint of a partner: kept so every guess records which network made it."""
+
+    partner = models.ForeignKey(PartnerModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=100)
+    checkpoint = models.CharField(max_length=500, help_text="Checkpoint path as the model server sees it.")
+    architecture = models.CharField(max_length=100, blank=True)
+    classes = models.JSONField(default=list, help_text="Class names in output order.")
+    metrics = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "version"], name="partner_version_unique"),
+            models.UniqueConstraint(
+                fields=["partner"], condition=Q(is_active=True), name="partner_one_active_version"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner}@{self.version}"
+
+
+class Experiment(models.Model):
+    """A data-collection study: which images, which partner, the game rules and recruitment."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft"
+        LIVE = "live", "live"
+        PAUSED = "paused", "paused"
+        CLOSED = "closed", "closed"
+
+    class Recruitment(models.TextChoices):
+        OPEN = "open", "open (anonymous or account)"
+        PROLIFIC = "prolific", "Prolific"
+        MTURK = "mturk", "Amazon Mechanical Turk"
+        SONA = "sona", "SONA Systems"
+
+    slug = models.SlugField(max_length=100, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_experiments"
+    )
+    researchers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="experiments",
+        help_text="Other researchers who may see this experiment's data.",
+    )
+    image_set = models.ForeignKey(ImageSet, on_delete=models.PROTECT, related_name="experiments")
+    partner = models.ForeignKey(PartnerModel, on_delete=models.PROTECT, related_name="experiments")
+
+    # Game parameters (SPEC §2); defaults reproduce the original ClickMe.ai.
+    bubble_size = models.PositiveSmallIntegerField(default=21, help_text="Square bubble side, px.")
+    bubble_interval_ms = models.PositiveSmallIntegerField(default=50)
+    bubble_max_step = models.PositiveSmallIntegerField(default=7, help_text="Max px between bubbles.")
+    query_every = models.PositiveSmallIntegerField(default=10, help_text="Bubbles between guesses.")
+    time_limit_ms = models.PositiveIntegerField(default=7000)
+    top_k = models.PositiveSmallIntegerField(default=5, help_text="Recognised = target in top-k.")
+    noise_std = models.FloatField(default=0.4, help_text="Noise on unrevealed pixels, [0,1] units.")
+    max_points = models.PositiveSmallIntegerField(default=100)
+    rounds_per_session = models.PositiveSmallIntegerField(default=20)
+    target_maps_per_image = models.PositiveSmallIntegerField(default=10)
+    retire_on_plateau = models.BooleanField(default=False)
+    plateau_tolerance = models.FloatField(default=0.01, help_text="Split-half gain under which to retire.")
+    catch_trial_rate = models.FloatField(default=0.0, help_text="Fraction of rounds that are catch trials.")
+    # Thresholds of the automatic quality rules (SPEC §6), by rule name; empty = defaults.
+    quality_thresholds = models.JSONField(default=dict, blank=True)
+
+    # Consent and recruitment.
+    consent_version = models.CharField(max_length=32, default="1")
+    consent_text = models.TextField(blank=True)
+    minimum_age = models.PositiveSmallIntegerField(default=18)
+    recruitment = models.CharField(max_length=16, choices=Recruitment.choices, default=Recruitment.OPEN)
+    completion_code = models.CharField(max_length=100, blank=True, help_text="Shown or sent on completion.")
+    completion_url = models.URLField(
+        blank=True, help_text="Prolific completion URL or SONA credit URL (may contain {code}, {sona_id})."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(bubble_size__gte=1, bubble_size__lte=256), name="exp_bubble_size"),
+            models.CheckConstraint(condition=Q(bubble_interval_ms__gte=1), name="exp_bubble_interval"),
+            models.CheckConstraint(condition=Q(query_every__gte=1), name="exp_query_every"),
+            models.CheckConstraint(condition=Q(time_limit_ms__gte=1000), name="exp_time_limit"),
+            models.CheckConstraint(condition=Q(top_k__gte=1), name="exp_top_k"),
+            models.CheckConstraint(condition=Q(noise_std__gte=0), name="exp_noise_std"),
+            models.CheckConstraint(condition=Q(rounds_per_session__gte=1), name="exp_rounds_per_session"),
+            models.CheckConstraint(condition=Q(target_maps_per_image__gte=1), name="exp_target_maps"),
+            models.CheckConstraint(
+                condition=Q(catch_trial_rate__gte=0, catch_trial_rate__lte=1), name="exp_catch_trial_rate"
+            ),
+            models.CheckConstraint(
+                condition=Q(recruitment="open") | ~Q(completion_code=""), name="exp_panel_has_completion_code"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def game_settings(self) -> dict[str, int | float]:
+        """The rules a round is played under, snapshotted onto every round at its start."""
+        return {
+            "bubble_size": self.bubble_size,
+            "bubble_interval_ms": self.bubble_interval_ms,
+            "bubble_max_step": self.bubble_max_step,
+            "query_every": self.query_every,
+            "time_limit_ms": self.time_limit_ms,
+            "top_k": self.top_k,
+            "noise_std": self.noise_std,
+            "max_points": self.max_points,
+        }
+
+    def can_be_seen_by(self, user: AbstractBaseUser) -> bool:
+        """Researchers see only experiments they own or were added to."""
+        return user.is_superuser or self.owner_id == user.pk or self.researchers.filter(pk=user.pk).exists()
+
+
+class Contest(models.Model):
+    """A period over which a separate leaderboard is kept (SPEC §2, rewards)."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="contests")
+    name = models.CharField(max_length=200)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="contest_ends_after_start")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,272 @@
+"""Who plays and what they did: participants, sessions, rounds, bubbles and partner guesses."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from games.models.experiments import IMAGE_SIZE, Experiment, Image, PartnerModelVersion
+
+
+class Participant(models.Model):
+    """A pseudonymous player; panel ids are kept for payment only and never exported."""
+
+    class Source(models.TextChoices):
+        ANONYMOUS = "anonymous", "anonymous"
+        ACCOUNT = "account", "account"
+        PROLIFIC = "prolific", "Prolific"
+        MTURK = "mturk", "MTurk"
+        SONA = "sona", "SONA"
+
+    class BanState(models.TextChoices):
+        NONE = "none", "not banned"
+        SHADOW = "shadow", "shadow-banned"
+
+    username = models.CharField(max_length=64, unique=True, help_text="Random adjective-noun name.")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="participant"
+    )
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ANONYMOUS)
+    prolific_pid = models.CharField(max_length=64, blank=True)
+    prolific_study_id = models.CharField(max_length=64, blank=True)
+    prolific_session_id = models.CharField(max_length=64, blank=True)
+    mturk_worker_id = models.CharField(max_length=64, blank=True)
+    mturk_assignment_id = models.CharField(max_length=64, blank=True)
+    mturk_hit_id = models.CharField(max_length=64, blank=True)
+    mturk_submit_to = models.URLField(blank=True)
+    sona_id = models.CharField(max_length=64, blank=True)
+    consent_version = models.CharField(max_length=32, blank=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    age_confirmed = models.BooleanField(default=False)
+    ban_state = models.CharField(max_length=16, choices=BanState.choices, default=BanState.NONE)
+    banned_at = models.DateTimeField(null=True, blank=True)
+    # Sum of points of rounds that count (scored, valid), recomputed by the scoring service.
+    score = models.PositiveIntegerField(default=0)
+    high_score = models.PositiveIntegerField(default=0, help_text="Best single-session total.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(source="prolific") | ~Q(prolific_pid=""), name="participant_prolific_has_pid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(source="mturk") | ~Q(mturk_worker_id=""), name="participant_mturk_has_worker"
+            ),
+            models.CheckConstraint(condition=~Q(source="sona") | ~Q(sona_id=""), name="participant_sona_has_id"),
+            models.CheckConstraint(
+                condition=~Q(source="account") | Q(user__isnull=False), name="participant_account_has_user"
+            ),
+            models.CheckConstraint(
+                condition=Q(consented_at__isnull=True) | ~Q(consent_version=""), name="participant_consent_versioned"
+            ),
+            models.CheckConstraint(
+                condition=Q(ban_state="none") | Q(banned_at__isnull=False), name="participant_ban_has_time"
+            ),
+            # One participant per panel identity, so a returning panel worker keeps their history.
+            models.UniqueConstraint(
+                fields=["prolific_pid"], condition=Q(source="prolific"), name="participant_unique_prolific"
+            ),
+            models.UniqueConstraint(
+                fields=["mturk_worker_id"], condition=Q(source="mturk"), name="participant_unique_mturk"
+            ),
+            models.UniqueConstraint(fields=["sona_id"], condition=Q(source="sona"), name="participant_unique_sona"),
+        ]
+        indexes = [
+            # The leaderboard: top scores among participants whose rounds count.
+            models.Index(F("score").desc(), name="participant_leaderboard_idx", condition=Q(ban_state="none")),
+        ]
+
+    def __str__(self) -> str:
+        return self.username
+
+    @property
+    def is_shadow_banned(self) -> bool:
+        """Whether nothing this participant submits should count anywhere."""
+        return self.ban_state == self.BanState.SHADOW
+
+
+class PlaySession(models.Model):
+    """One visit of a participant to an experiment, with the device it was played on."""
+
+    class PointerType(models.TextChoices):
+        MOUSE = "mouse", "mouse"
+        TOUCH = "touch", "touch"
+        PEN = "pen", "pen"
+        UNKNOWN = "unknown", "unknown"
+
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="sessions")
+    experiment = models.ForeignKey(Experiment, on_delete=models.PROTECT, related_name="sessions")
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the experiment's rounds were done and the code shown."
+    )
+    user_agent = models.CharField(max_length=500, blank=True)
+    # A keyed hash of the address, never the address: enough for rate limits and quality rules.
+    address_hash = models.CharField(max_length=64, blank=True)
+    screen_width = models.PositiveIntegerField(null=True, blank=True)
+    screen_height = models.PositiveIntegerField(null=True, blank=True)
+    canvas_width = models.PositiveIntegerField(null=True, blank=True, help_text="Rendered canvas, CSS px.")
+    canvas_height = models.PositiveIntegerField(null=True, blank=True)
+    device_pixel_ratio = models.FloatField(null=True, blank=True)
+    pointer_type = models.CharField(max_length=16, choices=PointerType.choices, default=PointerType.UNKNOWN)
+    invalidated_at = models.DateTimeField(null=True, blank=True)
+    flag_count = models.PositiveIntegerField(default=0, help_text="Quality flags raised; the review queue key.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")), name="session_ends_after_start"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["participant", "experiment"], name="session_participant_idx"),
+            models.Index(F("flag_count").desc(), F("started_at").desc(), name="session_review_queue_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.pk} of {self.participant}"
+
+    @property
+    def is_valid(self) -> bool:
+        return self.invalidated_at is None
+
+
+class Round(models.Model):
+    """One image played once: its rules snapshot, its bubbles, and the authoritative score."""
+
+    class Status(models.TextChoices):
+        PLAYING = "playing", "playing"
+        SUBMITTED = "submitted", "submitted, waiting to be scored"
+        SCORED = "scored", "scored"
+
+    class Outcome(models.TextChoices):
+        CORRECT = "correct", "recognised"
+        WRONG = "wrong", "time ran out"
+        SKIPPED = "skipped", "skipped (strange label or poor quality)"
+
+    session = models.ForeignKey(PlaySession, on_delete=models.PROTECT, related_name="rounds")
+    # Denormalised from the session: ownership checks and per-participant queries stay one join away.
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="rounds")
+    experiment = models.ForeignKey(Experiment, on_delete=models.PROTECT, related_name="rounds")
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="rounds")
+    client_round_id = models.UUIDField(help_text="Chosen by the browser; makes start and uploads idempotent.")
+    settings = models.JSONField(help_text="Experiment.game_settings() when the round started.")
+    is_catch_trial = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLAYING)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    client_outcome = models.CharField(
+        max_length=16, choices=Outcome.choices, blank=True, help_text="What the browser claimed; never trusted."
+    )
+    bubble_count = models.PositiveIntegerField(default=0)
+    recognised_at_query = models.PositiveSmallIntegerField(null=True, blank=True)
+    recognised_at_ms = models.PositiveIntegerField(null=True, blank=True, help_text="From the stored bubbles.")
+    points = models.PositiveSmallIntegerField(null=True, blank=True)
+    partner_version = models.ForeignKey(
+        PartnerModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="rounds"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+    scoring_attempts = models.PositiveSmallIntegerField(default=0)
+    invalidated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "client_round_id"], name="round_client_id_unique"),
+            models.CheckConstraint(condition=Q(points__isnull=True) | Q(points__lte=1000), name="round_points_range"),
+            models.CheckConstraint(
+                condition=Q(status="playing") | ~Q(outcome="") & Q(submitted_at__isnull=False),
+                name="round_submitted_has_outcome",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="scored")
+                | Q(points__isnull=False, partner_version__isnull=False, scored_at__isnull=False),
+                name="round_scored_has_score",
+            ),
+            models.CheckConstraint(
+                condition=Q(submitted_at__isnull=True) | Q(submitted_at__gte=F("started_at")),
+                name="round_submitted_after_start",
+            ),
+        ]
+        indexes = [
+            # Map building and per-image statistics: an image's rounds by state.
+            models.Index(fields=["image", "status"], name="round_image_idx"),
+            # The sampler's "not yet played by this participant".
+            models.Index(fields=["participant", "image"], name="round_participant_image_idx"),
+            # The sweep that re-enqueues rounds left unscored; partial, so it stays tiny.
+            models.Index(fields=["submitted_at"], condition=Q(status="submitted"), name="round_unscored_idx"),
+            # Dashboard and exports: an experiment's rounds over time.
+            models.Index(fields=["experiment", "submitted_at"], name="round_experiment_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"round {self.pk} ({self.image})"
+
+    @property
+    def counts(self) -> bool:
+        """Whether this round may feed maps, scores and leaderboards."""
+        return (
+            self.status == self.Status.SCORED
+            and self.invalidated_at is None
+            and self.outcome != self.Outcome.SKIPPED
+        )
+
+
+class Click(models.Model):
+    """One bubble, at image-pixel (x, y), `t_ms` after the pointer first went down.
+
+    At ~100 bubbles per round, a large study reaches 10^8 rows, so the row is kept lean:
+    no surrogate id, small integer columns, and the primary key (round, seq) doubles as the
+    index that reads a round's bubbles in order. A round's bubbles are inserted together and
+    so sit on one or two heap pages; reading one image's clicks for all its rounds is one
+    index range scan per round (found through round_image_idx) rather than a table scan.
+    """
+
+    pk = models.CompositePrimaryKey("round_id", "seq")
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="clicks")
+    seq = models.PositiveSmallIntegerField()
+    x = models.SmallIntegerField()
+    y = models.SmallIntegerField()
+    t_ms = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(x__gte=0, x__lt=IMAGE_SIZE, y__gte=0, y__lt=IMAGE_SIZE), name="click_inside_image"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"({self.x}, {self.y}) @ {self.t_ms} ms"
+
+
+class PartnerGuess(models.Model):
+    """The partner's top-k after one query point of a round, with the network that made it."""
+
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="guesses")
+    partner_version = models.ForeignKey(PartnerModelVersion, on_delete=models.PROTECT, related_name="guesses")
+    query_index = models.PositiveSmallIntegerField()
+    bubble_count = models.PositiveIntegerField(help_text="Bubbles revealed when the partner looked.")
+    classes = models.JSONField(help_text="Top-k class names, best first.")
+    probabilities = models.JSONField(help_text="Their probabilities.")
+    target_rank = models.PositiveSmallIntegerField(null=True, blank=True, help_text="0-based; null if not in top-k.")
+    is_correct = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Re-scoring with another network adds rows; scoring twice with the same one cannot.
+            models.UniqueConstraint(
+                fields=["round", "partner_version", "query_index"], name="guess_unique_per_query"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_correct=False) | Q(target_rank__isnull=False), name="guess_correct_has_rank"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"guess {self.query_index} of round {self.round_id}"
