@@ -48,8 +48,8 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
 
 
 def env_url(name: str, default: str, schemes: set[str]) -> str:
-    """Read a URL whose scheme is one of `schemes`."""
-    raw = env.str(name, default=default).strip()
+    """Read a URL whose scheme is one of `schemes`; empty means unset."""
+    raw = env.str(name, default="").strip() or default
     if raw and urlsplit(raw).scheme not in schemes:
         expected = ", ".join(sorted(schemes))
         raise ImproperlyConfigured(f"{name} must be a URL with scheme {expected}, got {raw!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -20,6 +21,12 @@ from games.models.experiments import IMAGE_SIZE
 
 MIN_SIDE = 32  # smaller than this and the 256 crop is mostly interpolation
 MAX_SIDE = 20_000  # a sliver 100000×10 passes a pixel budget but is no photograph
+
+
+# Pillow's format parsers fail on malformed input with whatever error the byte soup provokes,
+# not only OSError; these are the kinds seen from corrupt headers and streams.
+_PILLOW_PARSE_ERRORS = (OSError, SyntaxError, ValueError, AttributeError, IndexError, TypeError, EOFError,
+                        struct.error)
 
 
 class ImageRejected(ValueError):
@@ -64,6 +71,8 @@ def _open(data: bytes, *, max_pixels: int) -> PILImage.Image:
         raise ImageRejected("not an image (format not recognised)") from None
     except PILImage.DecompressionBombError as exc:
         raise ImageRejected(f"too many pixels: possible decompression bomb ({exc})") from None
+    except _PILLOW_PARSE_ERRORS as exc:
+        raise ImageRejected(f"corrupt image header ({type(exc).__name__}: {exc})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageRejected(f"too many pixels ({width}×{height} > {max_pixels}): possible decompression bomb")
@@ -75,8 +84,9 @@ def _open(data: bytes, *, max_pixels: int) -> PILImage.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
             image.load()
-    except (OSError, SyntaxError, PILImage.DecompressionBombWarning, PILImage.DecompressionBombError) as exc:
-        # Pillow reports truncated and corrupt streams as OSError/SyntaxError.
+    except (PILImage.DecompressionBombWarning, PILImage.DecompressionBombError) as exc:
+        raise ImageRejected(f"too many pixels: possible decompression bomb ({exc})") from None
+    except _PILLOW_PARSE_ERRORS as exc:
         raise ImageRejected(f"corrupt or truncated image ({exc})") from None
     return image
 
@@ -119,7 +129,7 @@ def prepare_mask(data: bytes, *, original_size: tuple[int, int]) -> PILImage.Ima
     try:
         mask = PILImage.open(io.BytesIO(data))
         mask.load()
-    except (UnidentifiedImageError, OSError, SyntaxError):
+    except (UnidentifiedImageError, *_PILLOW_PARSE_ERRORS):
         raise ImageRejected("mask is not a readable image") from None
     mask = ImageOps.exif_transpose(mask)
     if mask.size != original_size:

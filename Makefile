@@ -1,0 +1,54 @@
+# ClickMe: `make run` starts everything for development, `make test` runs the whole suite.
+# Both install into .venv first and can be run any number of times.
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+MODEL_PORT ?= 8001
+DEMO_CHECKPOINT := model_server/checkpoints/demo.pt
+# Tests run with production settings (DEBUG off), so they need a key; never used elsewhere.
+TEST_SECRET_KEY := test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
+export PORT MODEL_PORT
+
+.PHONY: install run test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt model_server/requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned to the 2.13.0 CPU wheel in model_server/requirements.txt.
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Development configuration: DEBUG on and a fresh random key, written once and then kept.
+.env:
+	$(PY) -c "import secrets; print('DEBUG=1'); print('SECRET_KEY=' + secrets.token_urlsafe(50))" > $@
+	@echo "wrote .env (development settings; see .env.example for every variable)"
+
+$(DEMO_CHECKPOINT): | install
+	$(PY) -m model_server.train --demo --out $@
+
+run: install .env $(DEMO_CHECKPOINT)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo --admin-password admin --no-progress
+	@echo
+	@echo "  ClickMe is running at http://127.0.0.1:$(PORT)/"
+	@echo "  Admin: http://127.0.0.1:$(PORT)/admin/  (user admin, password admin)"
+	@echo "  Partner model server: http://127.0.0.1:$(MODEL_PORT)/v2/health/ready"
+	@echo "  Stop with Ctrl-C."
+	@echo
+	$(VENV)/bin/honcho --procfile Procfile.dev start $$(grep -qs '^REDIS_URL=.' .env && echo "web model worker beat" || echo "web model")
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install
+	$(VENV)/bin/ruff check .
+	SECRET_KEY=$${SECRET_KEY:-$(TEST_SECRET_KEY)} $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: install $(DEMO_CHECKPOINT)
+	$(PY) -m model_server.bench_serving --checkpoint $(DEMO_CHECKPOINT)
+
+clean:
+	rm -rf var staticfiles
