@@ -22,7 +22,7 @@ def _test_settings(settings: pytest.FixtureDef, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def admin_client_logged_in(client, admin_user):  # noqa: ANN001, ANN201
+def admin_client_logged_in(client, admin_user):
     """A test client logged in as a superuser."""
     client.force_login(admin_user)
     return client

@@ -1,20 +1,39 @@
-"""Liveness and readiness for load balancers and docker compose health checks."""
+"""Liveness and readiness for load balancers and docker compose health checks.
+
+Served by a middleware placed first, because probes come from inside the network: with the
+container's own address as Host and over plain HTTP, they would otherwise meet ALLOWED_HOSTS
+and the HTTPS redirect before ever reaching a view.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from clickme_site.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 
 
-@require_GET
+HEALTH_PATH = "/healthz"
+
+
+class HealthCheckMiddleware:
+    """Answer GET /healthz before host validation and HTTPS redirects."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == HEALTH_PATH and request.method == "GET":
+            return healthz(request)
+        return self.get_response(request)
+
+
 def healthz(request: HttpRequest) -> JsonResponse:
     """Answer 200 when the database (and the broker, when one is configured) can be reached."""
     checks: dict[str, str] = {}

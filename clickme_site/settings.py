@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "maps",
 ]
 MIDDLEWARE = [
+    "clickme_site.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

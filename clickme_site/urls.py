@@ -7,15 +7,12 @@ from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
-from clickme_site import health
-
 admin.site.site_header = "ClickMe administration"
 admin.site.site_title = "ClickMe"
 
 urlpatterns = [
     path("", include("games.urls")),
     path("admin/", admin.site.urls),
-    path("healthz", health.healthz, name="healthz"),
 ]
 if settings.DEBUG:
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -98,15 +98,35 @@ class ExperimentAdmin(admin.ModelAdmin):
             "Game rules",
             {
                 "fields": [
-                    "bubble_size", "bubble_interval_ms", "bubble_max_step", "query_every",
-                    "time_limit_ms", "top_k", "noise_std", "max_points", "rounds_per_session",
+                    "bubble_size",
+                    "bubble_interval_ms",
+                    "bubble_max_step",
+                    "query_every",
+                    "time_limit_ms",
+                    "top_k",
+                    "noise_std",
+                    "max_points",
+                    "rounds_per_session",
                 ]
             },
         ),
-        ("Collection", {"fields": ["target_maps_per_image", "retire_on_plateau", "plateau_tolerance",
-                                   "quality_thresholds"]}),
-        ("Consent and recruitment", {"fields": ["consent_version", "consent_text", "minimum_age",
-                                                "recruitment", "completion_code", "completion_url"]}),
+        (
+            "Collection",
+            {"fields": ["target_maps_per_image", "retire_on_plateau", "plateau_tolerance", "quality_thresholds"]},
+        ),
+        (
+            "Consent and recruitment",
+            {
+                "fields": [
+                    "consent_version",
+                    "consent_text",
+                    "minimum_age",
+                    "recruitment",
+                    "completion_code",
+                    "completion_url",
+                ]
+            },
+        ),
     ]
 
 

@@ -25,8 +25,7 @@ MAX_SIDE = 20_000  # a sliver 100000×10 passes a pixel budget but is no photogr
 
 # Pillow's format parsers fail on malformed input with whatever error the byte soup provokes,
 # not only OSError; these are the kinds seen from corrupt headers and streams.
-_PILLOW_PARSE_ERRORS = (OSError, SyntaxError, ValueError, AttributeError, IndexError, TypeError, EOFError,
-                        struct.error)
+_PILLOW_PARSE_ERRORS = (OSError, SyntaxError, ValueError, AttributeError, IndexError, TypeError, EOFError, struct.error)
 
 
 class ImageRejected(ValueError):
@@ -113,7 +112,9 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
     return image.convert("RGB")
 
 
-def centre_crop(image: PILImage.Image, size: int = IMAGE_SIZE, *, resample: int = PILImage.Resampling.BICUBIC) -> PILImage.Image:
+def centre_crop(
+    image: PILImage.Image, size: int = IMAGE_SIZE, *, resample: int = PILImage.Resampling.BICUBIC
+) -> PILImage.Image:
     """Resize so the short side is `size`, then cut the central `size`×`size` square (SPEC §2)."""
     width, height = image.size
     scale = size / min(width, height)

@@ -102,9 +102,7 @@ class Export(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="export_progress_range"),
-            models.CheckConstraint(
-                condition=~Q(status="failed") | ~Q(error=""), name="export_failure_has_error"
-            ),
+            models.CheckConstraint(condition=~Q(status="failed") | ~Q(error=""), name="export_failure_has_error"),
             models.CheckConstraint(
                 condition=~Q(status="succeeded") | Q(finished_at__isnull=False), name="export_success_has_time"
             ),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 import celery.contrib.testing.tasks  # noqa: F401  (registers the built-in "celery.ping" task)
+import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 

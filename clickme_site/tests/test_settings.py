@@ -20,11 +20,18 @@ PRINT_SETTINGS = (
 
 def django_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Start Python with the project's settings under exactly `env` (plus PATH)."""
-    base = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "clickme_site.settings", "DEBUG": "0",
-            "SECRET_KEY": "k" * 50, "DATABASE_URL": "", "REDIS_URL": ""}
+    base = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "clickme_site.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "k" * 50,
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+    }
     command = args or ("-c", PRINT_SETTINGS)
-    return subprocess.run([sys.executable, *command], env={**base, **env}, cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, *command], env={**base, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_defaults_are_production_safe_with_sqlite_and_in_process_tasks() -> None:

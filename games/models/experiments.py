@@ -88,9 +88,7 @@ class Image(models.Model):
             models.CheckConstraint(
                 condition=Q(original_width__gt=0, original_height__gt=0), name="image_original_has_size"
             ),
-            models.CheckConstraint(
-                condition=~Q(is_catch_trial=True) | ~Q(mask=""), name="image_catch_trial_has_mask"
-            ),
+            models.CheckConstraint(condition=~Q(is_catch_trial=True) | ~Q(mask=""), name="image_catch_trial_has_mask"),
         ]
         indexes = [
             # The sampler: active images of a set, fewest valid rounds first.
@@ -135,9 +133,7 @@ class PartnerModelVersion(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["partner", "version"], name="partner_version_unique"),
-            models.UniqueConstraint(
-                fields=["partner"], condition=Q(is_active=True), name="partner_one_active_version"
-            ),
+            models.UniqueConstraint(fields=["partner"], condition=Q(is_active=True), name="partner_one_active_version"),
         ]
 
     def __str__(self) -> str:
@@ -163,11 +159,11 @@ class Experiment(models.Model):
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_experiments"
-    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_experiments")
     researchers = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="experiments",
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="experiments",
         help_text="Other researchers who may see this experiment's data.",
     )
     image_set = models.ForeignKey(ImageSet, on_delete=models.PROTECT, related_name="experiments")

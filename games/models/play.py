@@ -210,9 +210,7 @@ class Round(models.Model):
     def counts(self) -> bool:
         """Whether this round may feed maps, scores and leaderboards."""
         return (
-            self.status == self.Status.SCORED
-            and self.invalidated_at is None
-            and self.outcome != self.Outcome.SKIPPED
+            self.status == self.Status.SCORED and self.invalidated_at is None and self.outcome != self.Outcome.SKIPPED
         )
 
 
@@ -260,9 +258,7 @@ class PartnerGuess(models.Model):
     class Meta:
         constraints = [
             # Re-scoring with another network adds rows; scoring twice with the same one cannot.
-            models.UniqueConstraint(
-                fields=["round", "partner_version", "query_index"], name="guess_unique_per_query"
-            ),
+            models.UniqueConstraint(fields=["round", "partner_version", "query_index"], name="guess_unique_per_query"),
             models.CheckConstraint(
                 condition=Q(is_correct=False) | Q(target_rank__isnull=False), name="guess_correct_has_rank"
             ),

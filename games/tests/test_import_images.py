@@ -67,8 +67,7 @@ def test_running_it_twice_imports_nothing_new(tmp_path: Path) -> None:
     [
         (lambda d: (d / "bad.png").write_bytes(b""), "empty file"),
         (lambda d: (d / "bad.png").write_text("this is not an image"), "not an image"),
-        (lambda d: (d / "bad.png").write_bytes(_png_bytes(PILImage.new("RGB", (400, 400), "red"))[:300]),
-         "truncated"),
+        (lambda d: (d / "bad.png").write_bytes(_png_bytes(PILImage.new("RGB", (400, 400), "red"))[:300]), "truncated"),
         (lambda d: save(d / "bad.png", PILImage.new("L", (3000, 3000))), "decompression bomb"),
         (lambda d: save(d / "bad.png", PILImage.new("1", (25_000, 40))), "dimensions too large"),
         (lambda d: save(d / "bad.png", PILImage.new("RGB", (20, 300))), "too small"),
@@ -76,7 +75,7 @@ def test_running_it_twice_imports_nothing_new(tmp_path: Path) -> None:
     ],
     ids=["zero-size", "not-an-image", "truncated", "bomb", "huge-dimensions", "tiny", "float"],
 )
-def test_it_rejects_a_bad_file_with_a_reason(tmp_path: Path, settings, make_file, reason: str) -> None:  # noqa: ANN001
+def test_it_rejects_a_bad_file_with_a_reason(tmp_path: Path, settings, make_file, reason: str) -> None:
     settings.IMAGE_MAX_PIXELS = 4_000_000
     folder = tmp_path / "dog"
     folder.mkdir()
@@ -111,7 +110,10 @@ def test_16_bit_greyscale_keeps_its_range(tmp_path: Path) -> None:
 
 
 def test_palette_images_with_and_without_transparency_are_imported(tmp_path: Path) -> None:
-    save(tmp_path / "dog" / "palette.png", PILImage.new("RGB", (300, 300), (10, 20, 200)).convert("P", palette=PILImage.Palette.ADAPTIVE))
+    save(
+        tmp_path / "dog" / "palette.png",
+        PILImage.new("RGB", (300, 300), (10, 20, 200)).convert("P", palette=PILImage.Palette.ADAPTIVE),
+    )
     transparent = PILImage.new("P", (300, 300), 0)
     transparent.putpalette([0, 0, 0] * 256)
     save(tmp_path / "dog" / "transparent.png", transparent, transparency=0)

@@ -23,7 +23,7 @@ from games.tests.factories import (
 pytestmark = pytest.mark.django_db
 
 
-def refused(callable_, *args, **kwargs) -> None:  # noqa: ANN001
+def refused(callable_, *args, **kwargs) -> None:
     """Assert the database raises IntegrityError for this write, leaving the test usable."""
     with pytest.raises(IntegrityError), transaction.atomic():
         callable_(*args, **kwargs)
@@ -46,8 +46,17 @@ def test_a_catch_trial_image_needs_a_mask() -> None:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("bubble_size", 0), ("bubble_size", 300), ("query_every", 0), ("time_limit_ms", 10), ("top_k", 0),
-     ("noise_std", -0.1), ("catch_trial_rate", 1.5), ("rounds_per_session", 0), ("target_maps_per_image", 0)],
+    [
+        ("bubble_size", 0),
+        ("bubble_size", 300),
+        ("query_every", 0),
+        ("time_limit_ms", 10),
+        ("top_k", 0),
+        ("noise_std", -0.1),
+        ("catch_trial_rate", 1.5),
+        ("rounds_per_session", 0),
+        ("target_maps_per_image", 0),
+    ],
 )
 def test_experiment_game_parameters_stay_in_range(field: str, value: float) -> None:
     refused(ExperimentFactory, **{field: value})
@@ -113,8 +122,7 @@ def test_a_query_is_scored_once_per_partner_version() -> None:
     fields = dict(round=round_, query_index=0, bubble_count=10, classes=["a"], probabilities=[0.9])
     PartnerGuess.objects.create(partner_version=version, is_correct=False, **fields)
     refused(PartnerGuess.objects.create, partner_version=version, is_correct=False, **fields)
-    PartnerGuess.objects.create(partner_version=PartnerModelVersionFactory(), is_correct=True, target_rank=0,
-                                **fields)
+    PartnerGuess.objects.create(partner_version=PartnerModelVersionFactory(), is_correct=True, target_rank=0, **fields)
     fields["query_index"] = 1
     refused(PartnerGuess.objects.create, partner_version=version, is_correct=True, **fields)
 

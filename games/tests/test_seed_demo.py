@@ -36,7 +36,7 @@ def test_running_it_again_changes_nothing() -> None:
     assert Image.objects.count() == 20 and Experiment.objects.count() == 1
 
 
-def test_demo_images_are_visible_in_the_admin(client) -> None:  # noqa: ANN001
+def test_demo_images_are_visible_in_the_admin(client) -> None:
     seed("--admin-password", "long-enough-password")
     assert client.login(username="admin", password="long-enough-password")
     listing = client.get("/admin/games/image/")
@@ -48,7 +48,7 @@ def test_demo_images_are_visible_in_the_admin(client) -> None:  # noqa: ANN001
     assert PILImage.open(io.BytesIO(b"".join(crop.streaming_content))).size == (256, 256)
 
 
-def test_image_files_are_for_staff_only(client) -> None:  # noqa: ANN001
+def test_image_files_are_for_staff_only(client) -> None:
     seed()
     response = client.get(Image.objects.first().get_absolute_url())
     assert response.status_code == 302 and "/admin/login/" in response["Location"]

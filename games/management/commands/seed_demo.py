@@ -33,8 +33,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
 
-    def handle(self, *args: object, per_class: int, admin_password: str | None, no_progress: bool,
-               **options: object) -> None:
+    def handle(
+        self, *args: object, per_class: int, admin_password: str | None, no_progress: bool, **options: object
+    ) -> None:
         if per_class < 1:
             raise CommandError("--per-class must be at least 1")
         owner = self.ensure_owner(admin_password)
