@@ -1,0 +1,298 @@
+"""The partner model server: Open Inference Protocol (KServe v2) over aiohttp, dynamically batched.
+
+A request names images by key (decoded once, then served from an LRU cache) or sends pixels, plus
+each item's bubbles and noise seed; the server renders what the partner sees (`reveal.py`) and
+answers the top-k classes. Requests are parsed on the event loop (preprocess), merged into
+batches that run in a thread pool (`batching.infer`) and turned back into JSON (postprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from aiohttp import web
+
+from model_server import protocol
+from model_server.batching import DynamicBatcher, Job, Overloaded
+from model_server.registry import (
+    BadRequest,
+    ImageCache,
+    ModelRegistry,
+    NotFound,
+    decode_image,
+    load_model,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything the server can be told at start; each field is also a flag and an env var."""
+
+    checkpoint: Path | None = None
+    name: str = "partner"
+    image_root: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8001
+    max_batch_size: int = 64
+    max_delay_ms: float = 5.0
+    max_queue: int = 512  # queued items beyond which requests get 503 at once
+    workers: int = 2  # batches running at once; each gets cores // workers torch threads
+    cache_size: int = 1024  # decoded 256x256 images kept (196 KB each)
+    max_bubbles: int = 500
+    max_items: int = 256  # items in one request
+    max_body_bytes: int = 16 * 1024 * 1024  # pixels sent as JSON take about 800 KB per image
+    admin_token: str = ""  # when set, repository endpoints need "Authorization: Bearer <token>"
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class ServerState:
+    """What the handlers share: settings, models, image cache, batcher and thread pool."""
+
+    settings: ServerSettings
+    registry: ModelRegistry
+    images: ImageCache
+    executor: ThreadPoolExecutor
+    batcher: DynamicBatcher
+
+
+STATE = web.AppKey("state", ServerState)
+
+
+def error_response(status: int, message: str) -> web.Response:
+    """Answer an OIP error: a JSON object with one "error" string."""
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Turn domain errors and aiohttp's own HTTP errors into JSON error bodies."""
+    try:
+        return await handler(request)
+    except BadRequest as error:
+        return error_response(400, str(error))
+    except NotFound as error:
+        return error_response(404, str(error))
+    except Overloaded as error:
+        return error_response(503, str(error))
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        message = error.text or ""
+        if not message or message.startswith(f"{error.status}:"):  # aiohttp's bare default text
+            message = f"{error.reason}: {request.method} {request.path}"
+        return error_response(error.status, message)
+
+
+async def read_json(request: web.Request) -> dict:
+    """Read a JSON object body (aiohttp enforces client_max_size and answers 413 beyond it)."""
+    try:
+        body = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequest(f"malformed JSON: {error}") from error
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+async def load_images(state: ServerState, keys: list[str]) -> torch.Tensor:
+    """Return canvases (B, 3, 256, 256) for image keys, decoding cache misses in the pool."""
+    found: dict[str, torch.Tensor] = {}
+    missing: dict[str, Path] = {}
+    for key in dict.fromkeys(keys):  # a scoring request repeats one image per query point
+        image = state.images.lookup(key)
+        if image is None:
+            missing[key] = state.images.resolve(key)
+        else:
+            found[key] = image
+    if missing:
+        loop = asyncio.get_running_loop()
+        decoded = await asyncio.gather(
+            *(loop.run_in_executor(state.executor, decode_image, path) for path in missing.values())
+        )
+        for key, image in zip(missing, decoded, strict=True):
+            state.images.store(key, image)
+            found[key] = image
+    return torch.stack([found[key] for key in keys])
+
+
+async def infer(request: web.Request) -> web.Response:
+    """POST /v2/models/{name}[/versions/{version}]/infer: top-k guesses for revealed images."""
+    state = request.app[STATE]
+    loaded = state.registry.get(request.match_info["name"], request.match_info.get("version"))
+    body = await read_json(request)
+    parsed = protocol.parse_infer(body, state.settings, len(loaded.classes))
+    images = parsed.pixels if parsed.keys is None else await load_images(state, parsed.keys)
+    job = Job(
+        loaded, images, parsed.bubbles, parsed.seeds, parsed.bubble_size, parsed.top_k,
+        parsed.attention,
+    )  # fmt: skip
+    prediction = await state.batcher.submit(job)
+    return web.json_response(protocol.infer_response(loaded, prediction, body.get("id")))
+
+
+async def live(request: web.Request) -> web.Response:
+    """GET /v2/health/live: the process answers."""
+    return web.json_response({"live": True})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """GET /v2/health/ready: a model is loaded and active (503 until then)."""
+    is_ready = request.app[STATE].registry.ready()
+    return web.json_response({"ready": is_ready}, status=200 if is_ready else 503)
+
+
+async def model_metadata(request: web.Request) -> web.Response:
+    """GET /v2/models/{name}[/versions/{version}]: inputs, outputs, versions and class names."""
+    state = request.app[STATE]
+    name = request.match_info["name"]
+    loaded = state.registry.get(name, request.match_info.get("version"))
+    return web.json_response(protocol.metadata(loaded, state.registry, state.settings))
+
+
+async def stats(request: web.Request) -> web.Response:
+    """GET /v2/stats: image cache and batching counters."""
+    state = request.app[STATE]
+    return web.json_response({"image_cache": state.images.stats(), **state.batcher.stats()})
+
+
+def check_admin(request: web.Request) -> None:
+    """Refuse repository calls without the admin token, when one is configured."""
+    token = request.app[STATE].settings.admin_token
+    given = request.headers.get("Authorization", "")
+    if token and not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise web.HTTPUnauthorized(text="repository endpoints need the admin bearer token")
+
+
+async def load_version(request: web.Request) -> web.Response:
+    """POST /v2/repository/models/{name}/load: load a checkpoint as a version, maybe activate it."""
+    check_admin(request)
+    state = request.app[STATE]
+    body = await read_json(request)
+    checkpoint, version, activate = protocol.parse_load(body)
+    loop = asyncio.get_running_loop()
+    device = torch.device(state.settings.device)
+    name = request.match_info["name"]
+    try:
+        loaded = await loop.run_in_executor(state.executor, load_model, name, checkpoint, device, version)
+    except Exception as error:  # a corrupt file fails in any of the unpickler's many ways
+        raise BadRequest(f"cannot load checkpoint {str(checkpoint)!r}: {error}") from error
+    # Swapping is one dict assignment on the loop: requests already queued keep their version.
+    state.registry.add(loaded, activate=activate)
+    return web.json_response(protocol.repository_state(state.registry, name, loaded.version))
+
+
+async def activate_version(request: web.Request) -> web.Response:
+    """POST /v2/repository/models/{name}/activate: make a loaded version the active one."""
+    return await _switch(request, "activate")
+
+
+async def unload_version(request: web.Request) -> web.Response:
+    """POST /v2/repository/models/{name}/unload: forget a loaded version that is not active."""
+    return await _switch(request, "unload")
+
+
+async def _switch(request: web.Request, action: str) -> web.Response:
+    """Apply activate or unload to the version named in the body."""
+    check_admin(request)
+    registry = request.app[STATE].registry
+    body = await read_json(request)
+    version = body.get("version")
+    if not isinstance(version, str):
+        raise BadRequest("the body needs a 'version' string")
+    name = request.match_info["name"]
+    getattr(registry, action)(name, version)
+    return web.json_response(protocol.repository_state(registry, name, version))
+
+
+def create_app(settings: ServerSettings) -> web.Application:
+    """Build the aiohttp application; models load and the batcher starts on startup."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
+    workers = max(1, settings.workers)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    torch.set_num_threads(threads)
+    executor = ThreadPoolExecutor(
+        max_workers=workers,
+        thread_name_prefix="infer",
+        initializer=torch.set_num_threads,  # intra-op threads are set per thread
+        initargs=(threads,),
+    )
+    batcher = DynamicBatcher(
+        executor, max_batch_size=settings.max_batch_size, max_delay_ms=settings.max_delay_ms,
+        max_queue=settings.max_queue, workers=workers,
+    )  # fmt: skip
+    images = ImageCache(settings.image_root, settings.cache_size)
+    app[STATE] = ServerState(settings, ModelRegistry(), images, executor, batcher)
+    app.on_startup.append(_start)
+    app.on_cleanup.append(_stop)
+    app.router.add_get("/v2/health/live", live)
+    app.router.add_get("/v2/health/ready", ready)
+    app.router.add_get("/v2/stats", stats)
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.router.add_get(prefix, model_metadata)
+        app.router.add_post(prefix + "/infer", infer)
+    app.router.add_post("/v2/repository/models/{name}/load", load_version)
+    app.router.add_post("/v2/repository/models/{name}/activate", activate_version)
+    app.router.add_post("/v2/repository/models/{name}/unload", unload_version)
+    return app
+
+
+async def _start(app: web.Application) -> None:
+    """Load the initial checkpoint off the loop and start batching."""
+    state = app[STATE]
+    settings = state.settings
+    if settings.checkpoint is not None:
+        loop = asyncio.get_running_loop()
+        device = torch.device(settings.device)
+        loaded = await loop.run_in_executor(state.executor, load_model, settings.name, settings.checkpoint, device)
+        state.registry.add(loaded, activate=True)
+    state.batcher.start()
+    logger.info(
+        "serving %s on %s (max batch %d, delay %.1f ms, %d workers)", settings.name,
+        settings.device, settings.max_batch_size, settings.max_delay_ms, state.batcher.workers,
+    )  # fmt: skip
+
+
+async def _stop(app: web.Application) -> None:
+    """Fail queued work with 503 and release the thread pool."""
+    state = app[STATE]
+    await state.batcher.stop()
+    state.executor.shutdown(wait=True)
+
+
+def parse_args(argv: list[str] | None = None) -> ServerSettings:
+    """Read settings from flags, each defaulting to MODEL_SERVER_<FLAG> in the environment."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, value in vars(ServerSettings()).items():
+        kind = Path if name in ("checkpoint", "image_root") else type(value)
+        env = os.environ.get(f"MODEL_SERVER_{name.upper()}")  # argparse converts it with kind
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=kind, default=env if env is not None else value)
+    args = parser.parse_args(argv)
+    if args.checkpoint is None:
+        parser.error("--checkpoint (or MODEL_SERVER_CHECKPOINT) is required")
+    return ServerSettings(**vars(args))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the server and serve until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = parse_args(argv)
+    # No access log: one line per request costs more CPU than the batched forward pass itself.
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
