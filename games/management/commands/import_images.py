@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from games.models import ImageSet
-from games.services import ImportOutcome, import_image
+from games.services.imports import ImportOutcome, import_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 MASK_SUFFIX = ".mask.png"  # `<stem>.mask.png` beside an image is its object mask

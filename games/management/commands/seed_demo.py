@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from games.imaging import png_bytes
 from games.models import Experiment, ImageSet, PartnerModel
-from games.services import import_image
+from games.services.imports import import_image
 from model_server import demo_data
 
 DEMO_SET = "demo"

@@ -1,0 +1,134 @@
+"""The game's JSON API (docs/game-api.md): one small view per action, logic in services."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.shortcuts import get_object_or_404
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from games.identity import ParticipantAuthentication, require_participant
+from games.models import Experiment, Participant, PlaySession, Round
+from games.painting import PaintingRuleBroken
+from games.serializers import (
+    ClicksUploadSerializer,
+    GuessRequestSerializer,
+    RoundStartSerializer,
+    SessionStartSerializer,
+    SubmitSerializer,
+    round_state,
+)
+from games.services.participants import address_hash
+from games.services.rounds import Conflict, live_guess, start_round, start_session, store_clicks, submit_round
+from games.services.summary import summary
+from model_server.client import PartnerError
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _message(detail: object) -> str:
+    """Flatten DRF's nested validation details into one sentence naming the fields."""
+    if isinstance(detail, dict):
+        return "; ".join(f"{field}: {_message(value)}" for field, value in detail.items())
+    if isinstance(detail, list):
+        return "; ".join(_message(item) for item in detail if item)
+    return str(detail)
+
+
+class GameApi(APIView):
+    """Base of game endpoints: participant-cookie auth, a body limit, errors as {"error": ...}."""
+
+    authentication_classes = [ParticipantAuthentication]
+    permission_classes: list = []
+
+    def initial(self, request: Request, *args: object, **kwargs: object) -> None:
+        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
+            raise exceptions.ValidationError({"body": f"larger than {MAX_BODY_BYTES} bytes"}, code="too_large")
+        super().initial(request, *args, **kwargs)
+        self.participant: Participant = require_participant(request)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, Conflict):
+            return Response({"error": str(exc), **exc.details}, status=status.HTTP_409_CONFLICT)
+        if isinstance(exc, PaintingRuleBroken):
+            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        if isinstance(exc, PartnerError):
+            return Response({"error": f"the partner is unavailable: {exc}"}, status=503)
+        if isinstance(exc, exceptions.ValidationError) and exc.get_codes() == {"body": "too_large"}:
+            return Response({"error": _message(exc.detail)}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        response = super().handle_exception(exc)
+        response.data = {"error": _message(response.data.get("detail", response.data))}
+        return response
+
+    def valid(self, serializer_class: type, request: Request) -> dict:
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def own_round(self, client_round_id: uuid.UUID) -> Round:
+        """The participant's round with this client id; anybody else's answers 404."""
+        return get_object_or_404(
+            Round.objects.select_related("session", "experiment__partner", "image__category"),
+            participant=self.participant,
+            client_round_id=client_round_id,
+        )
+
+
+class SessionStartApi(GameApi):
+    def post(self, request: Request, slug: str) -> Response:
+        experiment = get_object_or_404(Experiment, slug=slug, status=Experiment.Status.LIVE)
+        device = self.valid(SessionStartSerializer, request)
+        session = start_session(
+            participant=self.participant, experiment=experiment, device=device,
+            address_hash=address_hash(request.META.get("REMOTE_ADDR", "")),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        )  # fmt: skip
+        body = {"session_id": session.pk, "rounds_done": 0, "rounds_total": experiment.rounds_per_session}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class RoundStartApi(GameApi):
+    def post(self, request: Request) -> Response:
+        data = self.valid(RoundStartSerializer, request)
+        session = get_object_or_404(PlaySession, pk=data["session_id"], participant=self.participant)
+        round_, created = start_round(session=session, client_round_id=data["client_round_id"])
+        return Response(round_state(round_), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class RoundDetailApi(GameApi):
+    def get(self, request: Request, client_round_id: uuid.UUID) -> Response:
+        return Response(round_state(self.own_round(client_round_id)))
+
+
+class ClicksUploadApi(GameApi):
+    def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
+        round_ = self.own_round(client_round_id)
+        data = self.valid(ClicksUploadSerializer, request)
+        next_seq = store_clicks(round_id=round_.pk, start_seq=data["start_seq"], clicks=data["clicks"])
+        return Response({"stored": next_seq, "next_seq": next_seq})
+
+
+class GuessApi(GameApi):
+    def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
+        round_ = self.own_round(client_round_id)
+        data = self.valid(GuessRequestSerializer, request)
+        guess = live_guess(round_=round_, bubble_count=data["bubble_count"])
+        return Response(guess.__dict__)
+
+
+class RoundSubmitApi(GameApi):
+    def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
+        round_ = self.own_round(client_round_id)
+        data = self.valid(SubmitSerializer, request)
+        submitted = submit_round(round_id=round_.pk, claimed_outcome=data["outcome"], bubble_count=data["bubble_count"])
+        submitted.refresh_from_db()
+        return Response(round_state(submitted))
+
+
+class SummaryApi(GameApi):
+    def get(self, request: Request, slug: str) -> Response:
+        experiment = get_object_or_404(Experiment, slug=slug)
+        return Response(summary(participant=self.participant, experiment=experiment))

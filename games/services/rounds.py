@@ -1,0 +1,182 @@
+"""Playing: sessions, rounds, uploaded bubbles, live partner guesses and submission."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from games.models import Click, Experiment, Participant, PlaySession, Round
+from games.painting import Bubble, PaintingRuleBroken, check_bubbles
+from games.partner import live_client
+from games.services.sampling import choose_image
+from model_server.client import GuessItem
+from model_server.seeds import noise_seed
+
+logger = logging.getLogger(__name__)
+
+GUESSES_SHOWN = 5  # the page shows the partner's five best guesses whatever the experiment's k
+
+
+class Conflict(Exception):
+    """A request that clashes with the round's state (409); `details` helps the client recover."""
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+@dataclass(frozen=True)
+class LiveGuess:
+    """What the page shows after a query: the partner's top guesses and whether it got it."""
+
+    query_index: int
+    bubble_count: int
+    guesses: list[dict]
+    recognised: bool
+
+
+def start_session(*, participant: Participant, experiment: Experiment, device: dict, address_hash: str,
+                  user_agent: str) -> PlaySession:
+    """Open a play session recording the device it is played on."""
+    return PlaySession.objects.create(
+        participant=participant, experiment=experiment, address_hash=address_hash, user_agent=user_agent[:500],
+        **device,
+    )  # fmt: skip
+
+
+def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Round, bool]:
+    """Start the session's next round, or return the round this client id already started.
+
+    The second value says whether the round is new. Re-sending the same client id after a
+    reload resumes that round instead of starting another.
+    """
+    existing = Round.objects.filter(participant=session.participant, client_round_id=client_round_id).first()
+    if existing is not None:
+        return existing, False
+    experiment = session.experiment
+    if session.rounds.count() >= experiment.rounds_per_session:
+        raise Conflict("this session has played all its rounds", rounds_total=experiment.rounds_per_session)
+    image = choose_image(experiment=experiment, participant=session.participant)
+    if image is None:
+        raise Conflict("there is no image left for you to play in this study")
+    try:
+        with transaction.atomic():
+            round_ = Round.objects.create(
+                session=session, participant=session.participant, experiment=experiment, image=image,
+                client_round_id=client_round_id, settings=experiment.game_settings(),
+                is_catch_trial=image.is_catch_trial,
+            )  # fmt: skip
+    except IntegrityError:  # the same client id raced in twice: the first one wins
+        return Round.objects.get(participant=session.participant, client_round_id=client_round_id), False
+    return round_, True
+
+
+@transaction.atomic
+def store_clicks(*, round_id: int, start_seq: int, clicks: list[Bubble]) -> int:
+    """Append uploaded bubbles to a round and return the next expected sequence number.
+
+    Uploads are idempotent: bubbles already stored are compared, not stored again, so a retry
+    or a duplicate request changes nothing. A batch that would leave a gap, or that disagrees
+    with what is stored, is a Conflict; one that breaks a painting rule stores nothing.
+    """
+    round_ = Round.objects.select_for_update().get(pk=round_id)  # serialise one round's uploads
+    if round_.status != Round.Status.PLAYING:
+        raise Conflict("this round was already submitted", next_seq=round_.bubble_count)
+    stored = round_.bubble_count
+    if start_seq > stored:
+        raise Conflict(f"bubbles {stored}..{start_seq - 1} are missing; resend from {stored}", next_seq=stored)
+    overlap = clicks[: stored - start_seq]
+    if overlap:
+        already = list(
+            round_.clicks.filter(seq__gte=start_seq, seq__lt=start_seq + len(overlap))
+            .order_by("seq")
+            .values_list("x", "y", "t_ms")
+        )
+        if already != [tuple(bubble) for bubble in overlap]:
+            raise Conflict("these bubbles differ from the ones already stored", next_seq=stored)
+    fresh = clicks[len(overlap) :]
+    if fresh:
+        previous = round_.clicks.filter(seq=stored - 1).values_list("x", "y", "t_ms").first() if stored else None
+        check_bubbles(fresh, previous=previous, stored=stored, settings=round_.settings)
+        Click.objects.bulk_create(
+            Click(round=round_, seq=stored + i, x=x, y=y, t_ms=t_ms) for i, (x, y, t_ms) in enumerate(fresh)
+        )
+        round_.bubble_count = stored + len(fresh)
+        round_.save(update_fields=["bubble_count"])
+    return round_.bubble_count
+
+
+def live_guess(*, round_: Round, bubble_count: int) -> LiveGuess:
+    """Ask the partner what it sees after the first `bubble_count` stored bubbles.
+
+    Raises PartnerUnavailable quickly when the model server cannot answer in time.
+    """
+    every = round_.settings["query_every"]
+    if bubble_count < every or bubble_count % every:
+        raise PaintingRuleBroken(f"bubble_count must be a positive multiple of {every}")
+    if bubble_count > round_.bubble_count:
+        raise Conflict(f"only {round_.bubble_count} bubbles are stored; upload them first",
+                       next_seq=round_.bubble_count)  # fmt: skip
+    query_index = bubble_count // every - 1
+    points = list(round_.clicks.order_by("seq").values_list("x", "y")[:bubble_count])
+    item = GuessItem(image_key=round_.image.crop.name, bubbles=points, seed=noise_seed(round_.pk, query_index))
+    with live_client() as client:
+        (guess,) = client.guess(
+            round_.experiment.partner.name, [item], top_k=max(GUESSES_SHOWN, round_.settings["top_k"]),
+            bubble_size=round_.settings["bubble_size"],
+        )  # fmt: skip
+    target = round_.image.category.name
+    return LiveGuess(
+        query_index=query_index,
+        bubble_count=bubble_count,
+        guesses=[
+            {"label": label, "probability": round(p, 4)}
+            for label, p in zip(guess.classes[:GUESSES_SHOWN], guess.probabilities, strict=False)
+        ],
+        recognised=target in guess.classes[: round_.settings["top_k"]],
+    )
+
+
+def submit_round(*, round_id: int, claimed_outcome: str, bubble_count: int) -> Round:
+    """Close a round for scoring; the worker decides the outcome from the stored bubbles.
+
+    Idempotent: submitting again returns the round as it is. Scoring is enqueued when the
+    transaction commits; if the broker is down the round waits for the periodic sweep.
+    """
+    with transaction.atomic():
+        round_ = Round.objects.select_for_update().get(pk=round_id)
+        if round_.status != Round.Status.PLAYING:
+            return round_
+        if bubble_count != round_.bubble_count:
+            raise Conflict(
+                f"{round_.bubble_count} bubbles are stored but {bubble_count} were painted; upload the rest first",
+                next_seq=round_.bubble_count,
+            )
+        round_.status = Round.Status.SUBMITTED
+        round_.client_outcome = claimed_outcome
+        # Until the worker scores it, the only outcome the server can vouch for is a skip.
+        skipped = claimed_outcome == Round.Outcome.SKIPPED
+        round_.outcome = Round.Outcome.SKIPPED if skipped else Round.Outcome.WRONG
+        round_.submitted_at = timezone.now()
+        round_.save(update_fields=["status", "client_outcome", "outcome", "submitted_at"])
+        transaction.on_commit(lambda: enqueue_scoring(round_id))
+    return round_
+
+
+def enqueue_scoring(round_id: int) -> None:
+    """Send a round to the scoring workers; a broker outage is logged, never raised.
+
+    The round is already safely stored as submitted, and the periodic sweep re-enqueues it.
+    """
+    from games.tasks import score_round_task  # tasks import services: import here, not at top
+
+    try:
+        score_round_task.delay(round_id)
+    except (BrokerError, ConnectionError, OSError) as exc:
+        logger.warning("could not enqueue scoring of round %s (%s); the sweep will retry", round_id, exc)
+

@@ -1,0 +1,127 @@
+"""Authoritative scoring: replay a round's stored bubbles against the partner (SPEC §3)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from games.models import Image, Participant, PartnerGuess, Round
+from games.painting import points_for
+from games.partner import record_version, scoring_client
+from model_server.client import Guess, GuessItem
+from model_server.seeds import noise_seed
+
+logger = logging.getLogger(__name__)
+
+SWEEP_AFTER = timedelta(seconds=30)  # younger rounds are probably still in their first task
+COUNTING_ROUNDS = Q(status=Round.Status.SCORED, invalidated_at__isnull=True) & ~Q(outcome=Round.Outcome.SKIPPED)
+
+
+def score_round(*, round_id: int) -> Round:
+    """Score a submitted round from its stored bubbles; a round already scored is left alone.
+
+    Queries the partner once, in one batch, at every query point (each `query_every` bubbles),
+    finds the first point where the target is in the top-k, and gives points from the stored
+    timestamp of that bubble. The browser's own claim is never used. Raises PartnerUnavailable
+    when the model server cannot answer, leaving the round submitted for a retry.
+    """
+    round_ = Round.objects.select_related("image__category", "experiment__partner").get(pk=round_id)
+    if round_.status != Round.Status.SUBMITTED:
+        return round_
+    rules = round_.settings
+    clicks = list(round_.clicks.order_by("seq").values_list("x", "y", "t_ms"))
+    every, top_k = rules["query_every"], rules["top_k"]
+    items = [
+        GuessItem(round_.image.crop.name, [(x, y) for x, y, _ in clicks[: (q + 1) * every]], noise_seed(round_.pk, q))
+        for q in range(len(clicks) // every)
+    ]
+    partner = round_.experiment.partner.name
+    with scoring_client() as client:
+        guesses = client.guess(partner, items, top_k=top_k, bubble_size=rules["bubble_size"])
+        version = guesses[0].model_version if guesses else client.metadata(partner)["active_version"]
+    recognised_at = _first_recognised(guesses, round_.image.category.name, top_k)
+    recognised_at_ms = clicks[(recognised_at + 1) * every - 1][2] if recognised_at is not None else None
+    return _record_score(round_, guesses, version, recognised_at, recognised_at_ms)
+
+
+def _first_recognised(guesses: list[Guess], target: str, top_k: int) -> int | None:
+    return next((q for q, guess in enumerate(guesses) if target in guess.classes[:top_k]), None)
+
+
+@transaction.atomic
+def _record_score(
+    round_: Round, guesses: list[Guess], version: str, recognised_at: int | None, recognised_at_ms: int | None
+) -> Round:
+    locked = Round.objects.select_for_update().get(pk=round_.pk)
+    if locked.status != Round.Status.SUBMITTED:  # a concurrent run of the same task finished first
+        return locked
+    partner_version = record_version(partner=round_.experiment.partner, version=version)
+    target, every = round_.image.category.name, round_.settings["query_every"]
+    PartnerGuess.objects.bulk_create(
+        [
+            PartnerGuess(
+                round=locked, partner_version=partner_version, query_index=q, bubble_count=(q + 1) * every,
+                classes=guess.classes, probabilities=[round(p, 6) for p in guess.probabilities],
+                target_rank=guess.classes.index(target) if target in guess.classes else None,
+                is_correct=target in guess.classes[: round_.settings["top_k"]],
+            )
+            for q, guess in enumerate(guesses)
+        ],
+        ignore_conflicts=True,
+    )  # fmt: skip
+    skipped = locked.client_outcome == Round.Outcome.SKIPPED
+    if skipped:
+        locked.outcome = Round.Outcome.SKIPPED
+    else:
+        locked.outcome = Round.Outcome.CORRECT if recognised_at is not None else Round.Outcome.WRONG
+    locked.recognised_at_query = recognised_at
+    locked.recognised_at_ms = recognised_at_ms
+    locked.points = 0 if skipped else points_for(recognised_at_ms=recognised_at_ms, settings=round_.settings)
+    locked.partner_version = partner_version
+    locked.status = Round.Status.SCORED
+    locked.scored_at = timezone.now()
+    locked.scoring_attempts += 1
+    locked.save()
+    refresh_image_counts(image_id=locked.image_id)
+    refresh_participant_score(participant_id=locked.participant_id)
+    logger.info("scored round %s: %s, %s points", locked.pk, locked.outcome, locked.points)
+    return locked
+
+
+def refresh_image_counts(*, image_id: int) -> None:
+    """Recompute an image's number of valid rounds (what the sampler orders by)."""
+    valid = Round.objects.filter(COUNTING_ROUNDS, image_id=image_id, participant__ban_state="none").count()
+    Image.objects.filter(pk=image_id).update(valid_rounds=valid)
+
+
+def refresh_participant_score(*, participant_id: int) -> None:
+    """Recompute a participant's total and best session from the rounds that count."""
+    rounds = Round.objects.filter(COUNTING_ROUNDS, participant_id=participant_id)
+    total = rounds.aggregate(total=Coalesce(Sum("points"), 0))["total"]
+    best = (
+        rounds.values("session_id").annotate(total=Sum("points")).order_by("-total").values_list("total", flat=True)
+    ).first() or 0
+    Participant.objects.filter(pk=participant_id).update(score=total, high_score=best)
+
+
+def enqueue_unscored_rounds(*, older_than: timedelta = SWEEP_AFTER) -> int:
+    """Re-enqueue rounds left submitted but unscored (model server or broker was down)."""
+    from games.services.rounds import enqueue_scoring
+
+    cutoff = timezone.now() - older_than
+    ids = list(
+        Round.objects.filter(status=Round.Status.SUBMITTED, submitted_at__lt=cutoff)
+        .order_by("submitted_at")
+        .values_list("pk", flat=True)[:1000]
+    )
+    for round_id in ids:
+        enqueue_scoring(round_id)
+    if ids:
+        logger.info("sweep re-enqueued %d unscored rounds", len(ids))
+    return len(ids)
+
