@@ -31,7 +31,9 @@ class Job:
     """One infer request's items, validated, waiting for a batch."""
 
     loaded: LoadedModel
-    images: torch.Tensor  # (B, 3, 256, 256) uint8
+    # Canvases (3, 256, 256) uint8, often straight from the image cache: they are stacked once,
+    # with the rest of the batch, in the worker thread rather than on the event loop.
+    images: list[torch.Tensor]
     bubbles: torch.Tensor  # (B, N, 2) int32, padded with -1 (reveal ignores negative rows)
     seeds: torch.Tensor  # (B,) int64
     bubble_size: int
@@ -40,7 +42,7 @@ class Job:
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return len(self.images)
 
 
 @dataclass
@@ -106,7 +108,7 @@ def run_jobs(jobs: Sequence[Job]) -> list[Prediction]:
     top_k = max(job.top_k for job in jobs)
     merged = infer(
         jobs[0].loaded,
-        torch.cat([job.images for job in jobs]),
+        torch.stack([image for job in jobs for image in job.images]),
         torch.cat([pad_to(job.bubbles, longest) for job in jobs]),
         torch.cat([job.seeds for job in jobs]),
         bubble_size=jobs[0].bubble_size,

@@ -107,8 +107,8 @@ async def read_json(request: web.Request) -> dict:
     return body
 
 
-async def load_images(state: ServerState, keys: list[str]) -> torch.Tensor:
-    """Return canvases (B, 3, 256, 256) for image keys, decoding cache misses in the pool."""
+async def load_images(state: ServerState, keys: list[str]) -> list[torch.Tensor]:
+    """Return canvases (3, 256, 256) for image keys, decoding cache misses in the pool."""
     found: dict[str, torch.Tensor] = {}
     missing: dict[str, Path] = {}
     for key in dict.fromkeys(keys):  # a scoring request repeats one image per query point
@@ -125,7 +125,7 @@ async def load_images(state: ServerState, keys: list[str]) -> torch.Tensor:
         for key, image in zip(missing, decoded, strict=True):
             state.images.store(key, image)
             found[key] = image
-    return torch.stack([found[key] for key in keys])
+    return [found[key] for key in keys]
 
 
 async def infer(request: web.Request) -> web.Response:
@@ -134,7 +134,10 @@ async def infer(request: web.Request) -> web.Response:
     loaded = state.registry.get(request.match_info["name"], request.match_info.get("version"))
     body = await read_json(request)
     parsed = protocol.parse_infer(body, state.settings, len(loaded.classes))
-    images = parsed.pixels if parsed.keys is None else await load_images(state, parsed.keys)
+    if parsed.keys is None:
+        images = list(parsed.pixels)
+    else:
+        images = await load_images(state, parsed.keys)
     job = Job(
         loaded, images, parsed.bubbles, parsed.seeds, parsed.bubble_size, parsed.top_k,
         parsed.attention,
