@@ -13,7 +13,7 @@ import torch
 
 from model_server.seeds import noise_seed
 
-__all__ = ["noise_seed", "reveal_batch", "bubble_masks", "pad_bubbles"]
+__all__ = ["bubble_masks", "centre_crop", "noise_seed", "pad_bubbles", "reveal_batch", "unit_noise"]
 
 IMAGE_SIZE = 256  # the game canvas: short side resized to 256, centre-cropped
 CROP_SIZE = 224  # what the network sees: the centre crop of the canvas
