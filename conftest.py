@@ -7,18 +7,28 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _test_settings(settings: pytest.FixtureDef, tmp_path: Path) -> None:
-    """Keep files in a temporary folder and let the test client speak plain HTTP."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.EXPORT_ROOT = tmp_path / "exports"
+def pytest_configure(config: pytest.Config) -> None:
+    """Adjust process-wide settings before any server thread reads them.
+
+    The live server builds its middleware once, so these cannot wait for a per-test fixture:
+    it speaks plain HTTP (no HTTPS redirect), and the hashed-manifest static storage would
+    need `collectstatic`.
+    """
+    from django.conf import settings
+
     settings.SECURE_SSL_REDIRECT = False
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # The hashed-manifest storage needs `collectstatic`; tests render templates without it.
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings: pytest.FixtureDef, tmp_path: Path) -> None:
+    """Keep files in a temporary folder, and hash passwords cheaply."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -1,0 +1,79 @@
+"""Fixtures for playing over real HTTP: a live site, a real partner server, eager or real tasks."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from clickme_site.celery import app as celery_app
+from games.models import Experiment
+from games.tests.http_player import HttpPlayer
+
+
+@pytest.fixture(scope="session")
+def partner_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small GALA checkpoint over the demo classes (random weights: these tests check plumbing)."""
+    import torch
+
+    from model_server import demo_data
+    from model_server.config import preset
+    from model_server.network import gala_small, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("partner") / "partner.pt"
+    save_checkpoint(path, gala_small(), preset("gala_small"), classes=list(demo_data.CLASSES), version="test-1")
+    return path
+
+
+@pytest.fixture
+def partner(settings, partner_checkpoint: Path) -> Iterator[object]:
+    """A real model server on loopback serving the site's media; settings point the site at it."""
+    from model_server.serve import ServerSettings
+    from model_server.tests.serving import run_server
+
+    server_settings = ServerSettings(
+        checkpoint=partner_checkpoint, name="demo-gala", image_root=Path(settings.MEDIA_ROOT), max_delay_ms=1
+    )
+    with run_server(server_settings) as server:
+        settings.MODEL_SERVER_URL = server.url
+        yield server
+
+
+@pytest.fixture
+def eager_tasks() -> Iterator[None]:
+    """Run Celery tasks in-process, even when REDIS_URL points at a broker with no worker."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def demo(transactional_db: None) -> Experiment:
+    """The demo experiment with one image per class, two rounds per session."""
+    call_command("seed_demo", "--per-class", "1", "--no-progress", stdout=io.StringIO())
+    experiment = Experiment.objects.get(slug="demo")
+    experiment.rounds_per_session = 2
+    experiment.save()
+    return experiment
+
+
+@pytest.fixture
+def new_player(live_server, demo: Experiment) -> Iterator[object]:
+    """Make participants who have consented and opened a session, talking HTTP to the live site."""
+    players: list[HttpPlayer] = []
+
+    def make() -> HttpPlayer:
+        player = HttpPlayer(live_server.url, demo.slug)
+        player.consent()
+        player.start_session()
+        players.append(player)
+        return player
+
+    yield make
+    for player in players:
+        player.close()
