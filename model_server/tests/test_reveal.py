@@ -105,3 +105,16 @@ def test_reveal_accepts_float_images_and_no_bubbles() -> None:
     seen = reveal_batch(images, bubbles, counts, [5], size=21)
     assert seen.shape == (1, 3, 224, 224)
     assert abs(seen.mean().item() - 0.16) < 0.02  # clip(N(0, 0.4), 0, 1) has mean about 0.16
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_reveal_on_the_gpu_matches_the_cpu() -> None:
+    images = torch.randint(0, 256, (3, 3, 256, 256), dtype=torch.uint8)
+    bubbles, counts = pad_bubbles([[(0, 0), (128, 140)], [(255, 3)], []])
+    seeds = [noise_seed(9, query) for query in range(3)]
+    on_cpu = reveal_batch(images, bubbles, counts, seeds)
+    on_gpu = reveal_batch(images.cuda(), bubbles.cuda(), counts.cuda(), seeds)
+    assert on_gpu.device.type == "cuda"
+    assert torch.equal(bubble_masks(bubbles.cuda(), counts.cuda()).cpu(), bubble_masks(bubbles, counts))
+    assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-6)

@@ -139,3 +139,16 @@ def test_a_full_queue_answers_503_at_once(root: Path) -> None:
         assert "overloaded" in second.json()["error"]
         assert time.perf_counter() - started < 0.2
         assert first.result().status_code == 200
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_it_serves_on_the_gpu_in_bf16_and_channels_last(root: Path) -> None:
+    settings = ServerSettings(checkpoint=root / "v1.pt", image_root=root / "images", device="cuda")
+    with run_server(settings) as running:
+        body = infer_body(["birds/a.png", "birds/b.jpg"], BUBBLES, [1, 2], attention=True)
+        response = httpx.post(running.url + "/v2/models/partner/infer", json=body)
+        assert response.status_code == 200, response.text
+        loaded = running.state.registry.get("partner")
+        assert loaded.device.type == "cuda"
+        assert loaded.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
