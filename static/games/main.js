@@ -1,0 +1,155 @@
+// The play page: wires the canvas, the pointer, the round's state machine, uploads and the API
+// (docs/game-api.md). Initial data comes from <script id="game-config"> (Django json_script).
+
+import { postJSON } from "./api.js";
+import { createCanvasView, loadImage } from "./canvas.js";
+import { attachPointer } from "./input.js";
+import { PLAYING, createRound } from "./round.js";
+import { createSessionClient } from "./session.js";
+import { createUi } from "./ui.js";
+import { createUploader } from "./uploads.js";
+
+const config = JSON.parse(document.getElementById("game-config").textContent);
+const ui = createUi();
+const view = createCanvasView(document.getElementById("game-canvas"));
+const server = createSessionClient(config);
+const game = { round: null, limit: config.settings.time_limit_ms };
+
+function fail(error) {
+  ui.status(`${error.message}. Reload the page to try again.`, "error");
+  document.getElementById("results-link").hidden = false;
+}
+
+async function refreshScores() {
+  try {
+    ui.setScores(await server.summary());
+  } catch (error) {
+    ui.status(`Could not load the scores: ${error.message}`, "error");
+  }
+}
+
+async function endRound(id, uploader, outcome, roundNumber) {
+  ui.setSkipEnabled(false);
+  ui.showEnd(outcome);
+  try {
+    const submitted = await server.closeRound(id, uploader, outcome, (text) => ui.status(text, "error"));
+    ui.showPoints((await server.awaitPoints(id, submitted)).points);
+  } catch (error) {
+    ui.status(`The round could not be submitted (${error.message}); it will be retried.`, "error");
+  }
+  await refreshScores();
+  const last = roundNumber >= config.rounds_total;
+  ui.el.next.onclick = last ? () => server.finish() : () => nextRound().catch(fail);
+  ui.enableNext(last ? "See results" : "Next");
+}
+
+// Every query_every bubbles: upload, then ask the partner. One guess at a time; if painting
+// outruns the partner, the newest query point is asked next and the skipped ones are not.
+function partnerQueries(id, uploader, ctl) {
+  let busy = false;
+  let wanted = 0;
+  return async function query(count) {
+    wanted = Math.max(wanted, count);
+    if (busy) return;
+    busy = true;
+    try {
+      await uploader.flush();
+      const answer = await postJSON(server.roundUrl(id, "guess/"), { bubble_count: count });
+      if (game.round === ctl) ui.showGuesses(answer.guesses, answer.recognised);
+      if (answer.recognised && ctl.state === PLAYING) ctl.end("correct");
+    } catch (error) {
+      const text = error.status === 503 ? "Your partner is not answering right now; keep painting." : error.message;
+      if (game.round === ctl) ui.partnerNote(text);
+    } finally {
+      busy = false;
+    }
+    if (wanted > count && ctl.state === PLAYING) query(wanted);
+  };
+}
+
+function animateTimer(ctl) {
+  const frame = () => {
+    if (game.round !== ctl) return;
+    ui.setTimer(1 - ctl.elapsed() / game.limit);
+    if (ctl.state === PLAYING) requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+}
+
+async function play(id, state) {
+  const uploader = createUploader({
+    clicksUrl: server.roundUrl(id, "clicks/"),
+    clientRoundId: id,
+    onRetry: (error) => ui.status(`Connection trouble (${error.message}); retrying…`, "warning"),
+  });
+  ui.setRound(state.round_number, state.rounds_total);
+  if (state.next_seq > 0 || uploader.total > 0) {
+    // Interrupted by a reload or a crash: its clock cannot be resumed, so close it cleanly.
+    uploader.resumeAt(state.next_seq);
+    ui.status("Your interrupted round was saved.");
+    return endRound(id, uploader, uploader.outcome || "wrong", state.round_number);
+  }
+  const { settings } = state;
+  view.setImage(await loadImage(state.image_url), settings.bubble_size);
+  let query = null;
+  const ctl = createRound({
+    settings,
+    onBubble(bubble, count) {
+      view.reveal(bubble);
+      uploader.add(bubble);
+      if (count % settings.query_every === 0) query(count);
+    },
+    onEnd: (outcome) => endRound(id, uploader, outcome, state.round_number),
+  });
+  query = partnerQueries(id, uploader, ctl);
+  game.round = ctl;
+  game.limit = settings.time_limit_ms;
+  ui.showHint("Press and drag on the picture to start");
+  ui.setTimer(1);
+  ui.setSkipEnabled(true);
+  ui.el.skip.onclick = () => ctl.end("skipped");
+}
+
+async function nextRound() {
+  ui.hideEnd();
+  ui.clearGuesses("Your partner will guess as you paint.");
+  ui.setSkipEnabled(false);
+  view.clear();
+  game.round = null;
+  const started = await server.startRound();
+  if (started === null) return server.finish();
+  const { id, state } = started;
+  if (state.status !== "playing") {
+    server.forgetRound(id); // submitted just before a reload
+    return state.round_number >= state.rounds_total ? server.finish() : nextRound();
+  }
+  ui.status("");
+  return play(id, state);
+}
+
+attachPointer(view.canvas, view.toImagePoint, {
+  onDown(point) {
+    const ctl = game.round;
+    if (!ctl) return;
+    const starting = ctl.state !== PLAYING;
+    ctl.pointerDown(point);
+    if (starting && ctl.state === PLAYING) {
+      ui.showHint(null);
+      animateTimer(ctl);
+    }
+  },
+  onMove: (point) => game.round?.pointerMove(point),
+  onUp: () => game.round?.pointerUp(),
+});
+
+const box = view.cssSize();
+const device = {
+  screen_width: window.screen.width,
+  screen_height: window.screen.height,
+  canvas_width: box.width,
+  canvas_height: box.height,
+  device_pixel_ratio: window.devicePixelRatio || 1,
+  pointer_type: window.matchMedia("(pointer: coarse)").matches ? "touch" : "mouse",
+};
+refreshScores();
+server.open(device).then(nextRound).catch(fail);

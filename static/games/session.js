@@ -1,0 +1,79 @@
+// The server side of a play session, as the play page sees it: open (or reuse) the session,
+// start or resume a round, close it (upload the rest, submit), and wait briefly for its points.
+
+import { ApiError, getJSON, postJSON, sleep, withRetry } from "./api.js";
+import * as store from "./uploads.js";
+
+export function createSessionClient(config) {
+  const slug = config.experiment;
+  const roundUrl = (id, action = "") => `${config.urls.rounds}${id}/${action}`;
+  let sessionId = null;
+
+  async function open(device) {
+    sessionId = store.savedSession(slug);
+    if (sessionId !== null) return sessionId;
+    const answer = await withRetry(() => postJSON(config.urls.session, device));
+    sessionId = answer.session_id;
+    store.saveSession(slug, sessionId);
+    return sessionId;
+  }
+
+  return {
+    roundUrl,
+    open,
+    summary: () => getJSON(config.urls.summary),
+    // The current round's state (new, or the one a reload left), or null when all are played.
+    async startRound() {
+      const id = store.currentRoundId(slug);
+      try {
+        const body = { session_id: sessionId, client_round_id: id };
+        return { id, state: await withRetry(() => postJSON(config.urls.rounds, body)) };
+      } catch (error) {
+        if (error.status === 409) return null; // the session has played all its rounds
+        if (error.status === 404) store.forgetSession(slug); // stale: the next load starts anew
+        throw error;
+      }
+    },
+    forgetRound: (id) => store.forgetRound(slug, id),
+    finish() {
+      store.forgetSession(slug);
+      window.location.assign(config.urls.results);
+    },
+    // Upload what is left, then submit; the server's next_seq settles any disagreement on the
+    // count. Calls warn(message) when some bubbles could not be stored.
+    async closeRound(id, uploader, outcome, warn) {
+      uploader.setOutcome(outcome);
+      try {
+        await uploader.flush({ giveUpMs: 20000 });
+      } catch (error) {
+        warn(`Some of your painting could not be saved (${error.message}).`);
+      }
+      let count = uploader.stored;
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          const body = { outcome, bubble_count: count };
+          const state = await withRetry(() => postJSON(roundUrl(id, "submit/"), body), { giveUpMs: 20000 });
+          store.forgetRound(slug, id);
+          return state;
+        } catch (error) {
+          const nextSeq = error.body?.next_seq;
+          if (error.status !== 409 || !Number.isInteger(nextSeq) || attempt >= 2) throw error;
+          count = nextSeq;
+        }
+      }
+    },
+    // The authoritative points come from the worker: look for a few seconds, then give up.
+    async awaitPoints(id, state, waitMs = 8000) {
+      const until = Date.now() + waitMs;
+      while (state.points === null && Date.now() < until) {
+        await sleep(700);
+        try {
+          state = await getJSON(roundUrl(id));
+        } catch (error) {
+          if (!(error instanceof ApiError) || !error.transient) throw error;
+        }
+      }
+      return state;
+    },
+  };
+}

@@ -1,0 +1,105 @@
+// The play page's DOM outside the canvas: counters, timer bar, the partner's guesses, the
+// round-end overlay and status messages. Element ids are those of templates/games/play.html.
+
+const OUTCOME_TITLES = {
+  correct: "Recognised!",
+  wrong: "Time's up",
+  skipped: "Skipped",
+};
+
+const percent = (p) => `${Math.round(p * 100)}%`;
+
+export function createUi(doc = document) {
+  const $ = (id) => doc.getElementById(id);
+  const el = {
+    round: $("round-counter"),
+    score: $("score"),
+    highScore: $("high-score"),
+    timer: $("timer"),
+    timerFill: $("timer-fill"),
+    hint: $("stage-hint"),
+    guesses: $("guesses"),
+    partnerNote: $("partner-note"),
+    end: $("round-end"),
+    endTitle: $("round-end-title"),
+    endPoints: $("round-end-points"),
+    next: $("next-button"),
+    skip: $("skip-button"),
+    status: $("game-status"),
+  };
+
+  return {
+    el,
+    setRound(number, total) {
+      el.round.textContent = `${number} / ${total}`;
+    },
+    setScores({ score, high_score: highScore }) {
+      el.score.textContent = String(score);
+      el.highScore.textContent = String(highScore);
+    },
+    // fraction of the time left, 1 → 0
+    setTimer(fraction) {
+      const left = Math.max(0, Math.min(1, fraction));
+      el.timerFill.style.transform = `scaleX(${left})`;
+      el.timerFill.classList.toggle("low", left < 0.25);
+      el.timer.setAttribute("aria-valuenow", String(Math.round(left * 100)));
+    },
+    showHint(text) {
+      el.hint.hidden = !text;
+      if (text) el.hint.textContent = text;
+    },
+    showGuesses(guesses, recognised) {
+      const items = guesses.map(({ label, probability }, index) => {
+        const item = doc.createElement("li");
+        item.className = index === 0 && recognised ? "guess hit" : "guess";
+        const name = doc.createElement("span");
+        name.className = "guess-label";
+        name.textContent = label;
+        const bar = doc.createElement("span");
+        bar.className = "guess-bar";
+        const fill = doc.createElement("span");
+        fill.style.width = percent(probability);
+        bar.append(fill);
+        const value = doc.createElement("span");
+        value.className = "guess-value";
+        value.textContent = percent(probability);
+        item.append(name, bar, value);
+        return item;
+      });
+      el.guesses.replaceChildren(...items);
+      el.partnerNote.textContent = recognised ? "Your partner got it!" : "";
+    },
+    clearGuesses(note) {
+      el.guesses.replaceChildren();
+      el.partnerNote.textContent = note;
+    },
+    partnerNote(text) {
+      el.partnerNote.textContent = text;
+    },
+    showEnd(outcome) {
+      el.endTitle.textContent = OUTCOME_TITLES[outcome] || "Round over";
+      el.end.dataset.outcome = outcome;
+      el.endPoints.textContent = "scoring…";
+      el.next.disabled = true;
+      el.end.hidden = false;
+    },
+    showPoints(points) {
+      el.endPoints.textContent = points === null ? "scoring…" : `+${points} points`;
+    },
+    enableNext(label) {
+      el.next.textContent = label;
+      el.next.disabled = false;
+      el.next.focus();
+    },
+    hideEnd() {
+      el.end.hidden = true;
+    },
+    setSkipEnabled(enabled) {
+      el.skip.disabled = !enabled;
+    },
+    status(message, kind = "info") {
+      el.status.textContent = message;
+      el.status.dataset.kind = kind;
+    },
+  };
+}

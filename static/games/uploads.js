@@ -1,0 +1,164 @@
+// Crash-safe bubble uploads. Every bubble gets a sequence number (its index in the round) and is
+// kept in localStorage under the round's client_round_id until the round is submitted, so a
+// reload or a lost connection loses nothing: batches go out with start_seq, network errors and
+// 5xx are retried with backoff, and a 409 gap answer (next_seq) makes us resend from there.
+
+import { ApiError, postJSON, withRetry } from "./api.js";
+
+const ROUND_KEY = "clickme:round:";
+const CURRENT_KEY = "clickme:current:";
+const MAX_BATCH = 200; // the API's limit per request
+
+function store() {
+  try {
+    return window.localStorage;
+  } catch {
+    return null; // storage disabled: uploads still work, only reload-safety is lost
+  }
+}
+
+function read(key) {
+  try {
+    return JSON.parse(store()?.getItem(key) ?? "null");
+  } catch {
+    return null;
+  }
+}
+
+function write(key, value) {
+  try {
+    store()?.setItem(key, JSON.stringify(value));
+  } catch {
+    // Quota or privacy mode: keep playing; the queue still lives in memory.
+  }
+}
+
+function remove(key) {
+  try {
+    store()?.removeItem(key);
+  } catch {
+    // Nothing to clean up when storage is unavailable.
+  }
+}
+
+function uuid4() {
+  if (window.crypto.randomUUID) return window.crypto.randomUUID();
+  // randomUUID needs a secure context; plain-HTTP development hosts fall back to this.
+  const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+// The experiment's round in progress: the same id until that round is submitted.
+export function currentRoundId(slug) {
+  let id = read(CURRENT_KEY + slug);
+  if (typeof id !== "string") {
+    id = uuid4();
+    write(CURRENT_KEY + slug, id);
+  }
+  return id;
+}
+
+// Forget a submitted round: its queue and, if it is the current one, the pointer to it.
+export function forgetRound(slug, id) {
+  remove(ROUND_KEY + id);
+  if (read(CURRENT_KEY + slug) === id) remove(CURRENT_KEY + slug);
+}
+
+// The play session is kept across reloads (until its rounds are done, at most SESSION_TTL_MS),
+// so that a reload goes on counting rounds in the same session instead of starting over.
+const SESSION_KEY = "clickme:session:";
+const SESSION_TTL_MS = 6 * 3600 * 1000;
+
+export function savedSession(slug) {
+  const saved = read(SESSION_KEY + slug);
+  const fresh = saved && Number.isInteger(saved.id) && Date.now() - saved.at < SESSION_TTL_MS;
+  return fresh ? saved.id : null;
+}
+
+export function saveSession(slug, id) {
+  write(SESSION_KEY + slug, { id, at: Date.now() });
+}
+
+export function forgetSession(slug) {
+  remove(SESSION_KEY + slug);
+}
+
+export function createUploader({ clicksUrl, clientRoundId, onRetry = () => {} }) {
+  const saved = read(ROUND_KEY + clientRoundId) || {};
+  const clicks = Array.isArray(saved.clicks) ? saved.clicks : [];
+  let acked = Number.isInteger(saved.acked) ? saved.acked : 0;
+  let outcome = saved.outcome || null;
+  let failure = null; // a permanent error: nothing more is sent for this round
+  let running = null;
+
+  const persist = () => write(ROUND_KEY + clientRoundId, { clicks, acked, outcome });
+
+  async function send(giveUpMs) {
+    let conflicts = 0;
+    while (acked < clicks.length && failure === null) {
+      const start = acked;
+      const batch = clicks.slice(start, start + MAX_BATCH);
+      try {
+        const body = { start_seq: start, clicks: batch };
+        const answer = await withRetry(() => postJSON(clicksUrl, body), { giveUpMs, onRetry });
+        acked = Math.min(clicks.length, answer.next_seq ?? start + batch.length);
+        if (acked <= start) throw new ApiError(200, `the server stored nothing from ${start}`, answer);
+      } catch (error) {
+        const nextSeq = error instanceof ApiError ? error.body?.next_seq : undefined;
+        if (error.status === 409 && Number.isInteger(nextSeq) && conflicts < 3) {
+          conflicts += 1; // a gap or an overlap: the server says where to resume
+          acked = Math.min(Math.max(nextSeq, 0), clicks.length);
+          continue;
+        }
+        if (!(error instanceof ApiError) || !error.transient) failure = error;
+        throw error;
+      } finally {
+        persist();
+      }
+    }
+  }
+
+  return {
+    get stored() {
+      return acked; // bubbles the server has confirmed
+    },
+    get pending() {
+      return clicks.length - acked;
+    },
+    get total() {
+      return clicks.length;
+    },
+    get failure() {
+      return failure;
+    },
+    get outcome() {
+      return outcome;
+    },
+    add(bubble) {
+      clicks.push(bubble);
+      persist();
+    },
+    // The server's next_seq is authoritative when resuming after a reload.
+    resumeAt(nextSeq) {
+      acked = Math.min(nextSeq, clicks.length);
+      if (nextSeq > clicks.length) acked = clicks.length; // stored elsewhere; nothing to resend
+      persist();
+    },
+    setOutcome(value) {
+      outcome = value;
+      persist();
+    },
+    // Upload everything queued so far; resolves when stored, rejects with the last error.
+    flush({ giveUpMs = 15000 } = {}) {
+      if (running === null) {
+        running = send(giveUpMs).finally(() => {
+          running = null;
+        });
+      }
+      return running;
+    },
+  };
+}
