@@ -124,8 +124,10 @@ DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # SQLite serialises writers; a busy timeout lets the web process and in-process tasks
-    # queue behind each other instead of failing with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    # queue behind each other instead of failing with "database is locked". IMMEDIATE: a
+    # deferred transaction that reads and then writes (store_clicks) cannot wait for the write
+    # lock, SQLite fails it at once; taking the lock at BEGIN makes the timeout apply.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
 
 # --- Files -------------------------------------------------------------------------------
 STATIC_URL = "static/"
