@@ -17,6 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
     settings.SECURE_SSL_REDIRECT = False
+    settings.CSRF_COOKIE_SECURE = settings.SESSION_COOKIE_SECURE = False  # else live-server clients never send them
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
