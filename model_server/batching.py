@@ -175,8 +175,7 @@ class DynamicBatcher:
 
     def stats(self) -> dict[str, float]:
         """Return queue and batch counters for monitoring and benchmarks."""
-        mean = self.batched_items / self.batches if self.batches else 0.0
-        return {"queued_items": self.queued_items, "batches": self.batches, "mean_batch": mean}
+        return {"queued_items": self.queued_items, "batches": self.batches, "batched_items": self.batched_items}
 
     async def _work(self) -> None:
         """Collect batches and run them, forever."""
