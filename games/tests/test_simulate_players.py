@@ -1,0 +1,132 @@
+"""`simulate_players` against a live site and a real partner server process: every round stored and scored."""
+
+from __future__ import annotations
+
+import io
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from games.management.commands.simulate_players import MaskLookup, PlayedRound, check_database
+from games.models import Experiment, PartnerGuess, Round
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_CHECKPOINT = ROOT / "model_server" / "checkpoints" / "demo.pt"
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, tmp_path: Path) -> Iterator[str]:
+    """`python -m model_server.serve` on a free port over the site's media; the site points at it.
+
+    Serves the trained demo checkpoint once it has been built, else an untrained one over the
+    demo classes (the plumbing under test is the same).
+    """
+    checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
+    port, log_path = free_port(), tmp_path / "partner.log"
+    command = [sys.executable, "-m", "model_server.serve", "--checkpoint", str(checkpoint), "--name",
+               demo.partner.name, "--image-root", str(settings.MEDIA_ROOT), "--port", str(port), "--workers", "1",
+               "--max-delay-ms", "1", "--device", "cpu"]  # fmt: skip
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"the partner server exited:\n{log_path.read_text()}"
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass  # not listening yet
+            assert time.monotonic() < deadline, f"the partner server never got ready:\n{log_path.read_text()}"
+            time.sleep(0.1)
+        settings.MODEL_SERVER_URL = url
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def simulate(live_server, *args: str) -> str:
+    out = io.StringIO()
+    # The live server shares the test's one connection when the test database is in-memory
+    # SQLite, so requests must not overlap there; on a file or Postgres, players run at once.
+    in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()
+    call_command(
+        "simulate_players", "--url", live_server.url, "--no-progress", "--think-ms", "0", "--seed", "5",
+        "--concurrency", "1" if in_memory else "3", *args, stdout=out,
+    )  # fmt: skip
+    return out.getvalue()
+
+
+def number(report: str, label: str) -> int:
+    return int(re.search(rf"^{re.escape(label)}\s+(\d+)", report, re.M).group(1))
+
+
+def test_players_play_through_http_and_every_round_is_scored(
+    live_server, partner_process: str, eager_tasks: None, demo: Experiment, settings
+) -> None:
+    # Shorter rounds than the default 7 s keep the test quick, and show that players follow the
+    # rules the round was started under rather than the defaults.
+    demo.time_limit_ms = 2500
+    demo.save()
+    # Two cores shared with the rest of the suite: a live guess can exceed the 1.5 s budget.
+    settings.MODEL_SERVER_TIMEOUT_MS = 10_000
+    report = simulate(live_server, "--players", "3", "--rounds", "2")
+
+    assert number(report, "rounds stored (submitted)") == 6
+    assert number(report, "rounds scored") == 6
+    assert number(report, "errors") == 0
+    assert "database check: 6 of 6 submitted rounds are scored" in report
+    for endpoint in ("clicks", "guess", "submit"):
+        assert re.search(rf"^{endpoint}\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+$", report, re.M), endpoint
+
+    rounds = Round.objects.filter(status=Round.Status.SCORED)
+    on_object = bubbles = 0
+    assert rounds.count() == 6 and rounds.values("participant").distinct().count() == 3
+    for round_ in rounds:
+        queries = round_.bubble_count // round_.settings["query_every"]
+        assert round_.partner_version is not None
+        assert list(round_.guesses.order_by("query_index").values_list("query_index", flat=True)) == list(
+            range(queries)
+        )
+        assert round_.session.pointer_type in ("mouse", "touch")
+        assert round_.clicks.filter(t_ms__gt=2500).count() == 0
+        mask = MaskLookup.read(round_.image)
+        on_object += sum(bool(mask[y, x]) for x, y in round_.clicks.values_list("x", "y"))
+        bubbles += round_.bubble_count
+    assert on_object >= 0.7 * bubbles, "the players paint the object they were shown"
+
+    # The check notices a scored round that lost a partner guess.
+    round_ = rounds.filter(bubble_count__gte=10).first()
+    played = [PlayedRound(str(round_.client_round_id), bubbles=round_.bubble_count, status="scored")]
+    assert check_database(played).problems == []
+    PartnerGuess.objects.filter(round=round_, query_index=0).delete()
+    (problem,) = check_database(played).problems
+    assert "partner guesses for" in problem
+
+
+def test_errors_make_the_command_fail(live_server, demo: Experiment) -> None:
+    with pytest.raises(CommandError, match="1 errors"):
+        simulate(live_server, "--players", "1", "--rounds", "1", "--experiment", "no-such-study")
