@@ -28,9 +28,9 @@ async function refreshScores() {
   }
 }
 
-async function endRound(id, uploader, outcome, roundNumber) {
+async function endRound(id, uploader, outcome, roundNumber, title = null) {
   ui.setSkipEnabled(false);
-  ui.showEnd(outcome);
+  ui.showEnd(outcome, title);
   try {
     const submitted = await server.closeRound(id, uploader, outcome, (text) => ui.status(text, "error"));
     ui.showPoints((await server.awaitPoints(id, submitted)).points);
@@ -55,7 +55,7 @@ function partnerQueries(id, uploader, ctl) {
     try {
       await uploader.flush();
       const answer = await postJSON(server.roundUrl(id, "guess/"), { bubble_count: count });
-      if (game.round === ctl) ui.showGuesses(answer.guesses, answer.recognised);
+      if (game.round === ctl) ui.showGuesses(answer.guesses, answer.recognised, answer.bubble_count);
       if (answer.recognised && ctl.state === PLAYING) ctl.end("correct");
     } catch (error) {
       const text = error.status === 503 ? "Your partner is not answering right now; keep painting." : error.message;
@@ -87,7 +87,7 @@ async function play(id, state) {
     // Interrupted by a reload or a crash: its clock cannot be resumed, so close it cleanly.
     uploader.resumeAt(state.next_seq);
     ui.status("Your interrupted round was saved.");
-    return endRound(id, uploader, uploader.outcome || "wrong", state.round_number);
+    return endRound(id, uploader, uploader.outcome || "wrong", state.round_number, "Round interrupted");
   }
   const { settings } = state;
   view.setImage(await loadImage(state.image_url), settings.bubble_size);

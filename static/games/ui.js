@@ -48,7 +48,7 @@ export function createUi(doc = document) {
       el.hint.hidden = !text;
       if (text) el.hint.textContent = text;
     },
-    showGuesses(guesses, recognised) {
+    showGuesses(guesses, recognised, bubbleCount) {
       const items = guesses.map(({ label, probability }, index) => {
         const item = doc.createElement("li");
         item.className = index === 0 && recognised ? "guess hit" : "guess";
@@ -67,7 +67,9 @@ export function createUi(doc = document) {
         return item;
       });
       el.guesses.replaceChildren(...items);
-      el.partnerNote.textContent = recognised ? "Your partner got it!" : "";
+      el.partnerNote.textContent = recognised
+        ? `Your partner got it after ${bubbleCount} squares!`
+        : `Your partner's guess after ${bubbleCount} squares.`;
     },
     clearGuesses(note) {
       el.guesses.replaceChildren();
@@ -76,8 +78,8 @@ export function createUi(doc = document) {
     partnerNote(text) {
       el.partnerNote.textContent = text;
     },
-    showEnd(outcome) {
-      el.endTitle.textContent = OUTCOME_TITLES[outcome] || "Round over";
+    showEnd(outcome, title = null) {
+      el.endTitle.textContent = title || OUTCOME_TITLES[outcome] || "Round over";
       el.end.dataset.outcome = outcome;
       el.endPoints.textContent = "scoring…";
       el.next.disabled = true;

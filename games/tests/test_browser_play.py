@@ -1,0 +1,305 @@
+"""A participant plays the demo in Chromium against the real partner server: consent to results.
+
+Drives Debian's Chromium through Playwright (never `playwright install`). The partner is
+`model_server.serve` in its own process, serving the trained demo checkpoint when it has been
+built (`make run` does) and otherwise an untrained network over the demo classes: the page,
+the API and the scoring are the same either way.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from django.core.management import call_command
+from PIL import Image as PILImage
+
+from games.models import Experiment, PartnerGuess, Round
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+DEMO_CHECKPOINT = ROOT / "model_server" / "checkpoints" / "demo.pt"
+SCREENSHOTS = ROOT / "var" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]  # fmt: skip
+PAINT_SPEED = 130  # image px per second: just under the trail's 7 px / 50 ms, so it keeps up
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"),
+]
+
+
+@pytest.fixture
+def experiment(transactional_db: None) -> Experiment:
+    """The demo with two images per class, two rounds per session and a completion code to show."""
+    call_command("seed_demo", "--per-class", "2", "--no-progress", stdout=io.StringIO())
+    experiment = Experiment.objects.get(slug="demo")
+    experiment.rounds_per_session = 2
+    experiment.completion_code = "CLICKME-DEMO-42"
+    experiment.save()
+    return experiment
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def partner_process(request: pytest.FixtureRequest, settings, experiment: Experiment, tmp_path: Path) -> Iterator[str]:
+    """`python -m model_server.serve` on a free port, reading the site's media; the site points at it."""
+    checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
+    port = free_port()
+    command = [sys.executable, "-m", "model_server.serve", "--checkpoint", str(checkpoint),
+               "--name", experiment.partner.name, "--image-root", str(settings.MEDIA_ROOT), "--port", str(port),
+               "--workers", "1", "--max-delay-ms", "2", "--device", "cpu"]  # fmt: skip
+    log_path = tmp_path / "partner.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"the partner server exited:\n{log_path.read_text()}"
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass  # not listening yet
+            assert time.monotonic() < deadline, f"the partner server never got ready:\n{log_path.read_text()}"
+            time.sleep(0.2)
+        settings.MODEL_SERVER_URL = url
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Headless Chromium. Playwright's sync API runs an event loop in this thread, so the test's
+    own ORM reads need Django's async-safety check lifted (as Django's docs advise for Playwright)."""
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def object_path(round_: Round) -> list[tuple[float, float]]:
+    """A zig-zag over the round's object mask, in image px, densified to 3 px steps."""
+    mask = np.asarray(PILImage.open(round_.image.mask.open("rb")).convert("L")) > 127
+    rows, cols = np.nonzero(mask)
+    corners = []
+    for index, y in enumerate(range(rows.min() + 5, rows.max() - 4, 12)):
+        xs = cols[rows == y]
+        if xs.size:
+            ends = [(xs.min() + 4, y), (xs.max() - 4, y)]
+            corners += ends if index % 2 == 0 else ends[::-1]
+    corners = corners or [(cols.mean(), rows.mean())]
+    corners += corners[::-1]  # and back again, in case the partner needs the whole 7 s
+    points = [corners[0]]
+    for (x0, y0), (x1, y1) in itertools.pairwise(corners):
+        steps = max(1, int(np.hypot(x1 - x0, y1 - y0) // 3))
+        points += [(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps) for i in range(1, steps + 1)]
+    return points
+
+
+def to_screen(box: dict, point: tuple[float, float]) -> tuple[float, float]:
+    return box["x"] + (point[0] + 0.5) * box["width"] / 256, box["y"] + (point[1] + 0.5) * box["height"] / 256
+
+
+def playing_round(client_round_id: str) -> Round:
+    return Round.objects.select_related("image").get(client_round_id=client_round_id)
+
+
+def current_round_id(page: object) -> str:
+    """The client_round_id the page keeps in localStorage for the round it plays."""
+    return page.evaluate("JSON.parse(localStorage.getItem('clickme:current:demo'))")
+
+
+def shown_guesses(page: object) -> tuple[str, str] | None:
+    """The partner panel: its guesses (labels and percentages) and the note on how many squares it saw."""
+    if page.locator("#guesses li").count() == 0:
+        return None
+    return page.locator("#guesses").inner_text().strip(), page.locator("#partner-note").inner_text().strip()
+
+
+def paint_round(page: object, shots: Path | None) -> set[tuple[str, str]]:
+    """Paint along the object with the mouse in real time until the round ends; the guesses seen."""
+    round_ = playing_round(current_round_id(page))
+    box = page.locator("#game-canvas").bounding_box()
+    path = object_path(round_)
+    seen: set[tuple[str, str] | None] = set()
+    page.mouse.move(*to_screen(box, path[0]))
+    page.mouse.down()
+    step_s = 3 / PAINT_SPEED
+    next_move = time.monotonic()
+    give_up = next_move + 10  # the round itself ends after 7 s
+    for index in itertools.count(1):
+        # Pace each move from the previous one, so that a slow screenshot never makes the
+        # pointer race ahead of the bubble trail.
+        next_move = max(next_move + step_s, time.monotonic())
+        time.sleep(max(0.0, next_move - time.monotonic()))
+        page.mouse.move(*to_screen(box, path[index % len(path)]))
+        if index % 8 == 0:
+            seen.add(shown_guesses(page))
+            if page.locator("#round-end").is_visible() or time.monotonic() > give_up:
+                break
+            if shots and len(seen - {None}) >= 2:
+                page.screenshot(path=shots / "play-painting.png")
+                shots = None
+    page.mouse.up()
+    return seen - {None}
+
+
+def failed(response: object) -> bool:
+    """An HTTP error the page should never meet. A 503 from guess/ is the documented "partner busy",
+    which the page shows and plays on through (a loaded CI machine can make a query time out)."""
+    expected = "favicon" in response.url or (response.status == 503 and response.url.endswith("/guess/"))
+    return response.status >= 400 and not expected
+
+
+def consent_and_start(page: object, base_url: str, shots: Path | None = None) -> None:
+    """Give consent, read the instructions and press Start (screenshots of both pages to `shots`)."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/play/demo/")
+    expect(page.get_by_role("heading", name="Consent to take part")).to_be_visible()
+    page.get_by_label("years of age or older").check()
+    page.get_by_label("agree to take part").check()
+    if shots:
+        page.screenshot(path=shots / "consent.png", full_page=True)
+    page.get_by_role("button", name="I agree").click()
+    expect(page).to_have_url(re.compile(r"/play/demo/instructions/$"))
+    if shots:
+        page.screenshot(path=shots / "instructions.png", full_page=True)
+    page.get_by_role("link", name="Start").click()
+    expect(page).to_have_url(re.compile(r"/play/demo/game/$"))
+
+
+def test_a_participant_plays_the_demo_in_chromium(
+    live_server, experiment, partner_process, browser, eager_tasks, settings, tmp_path
+) -> None:
+    from playwright.sync_api import expect
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # eager_tasks makes the Celery app itself follow
+    settings.MODEL_SERVER_TIMEOUT_MS = 5000  # two shared CPU cores run the browser, the site and the partner
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    context = browser.new_context(viewport={"width": 1100, "height": 820})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # A failed request is reported below with its URL; the console's copy of it has none.
+    page.on(
+        "console",
+        lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text and errors.append(msg.text),
+    )
+    page.on("response", lambda response: failed(response) and errors.append(f"{response.status} {response.url}"))
+    consent_and_start(page, live_server.url, shots)
+
+    guesses: list[set[tuple[str, str]]] = []
+    for number in (1, 2):
+        expect(page.locator("#round-counter")).to_have_text(f"{number} / 2")
+        expect(page.locator("#stage-hint")).to_be_visible()
+        guesses.append(paint_round(page, shots if number == 1 else None))
+        expect(page.locator("#round-end")).to_be_visible(timeout=10_000)
+        expect(page.locator("#round-end-points")).to_have_text(re.compile(r"^\+\d+ points$"), timeout=15_000)
+        if number == 1:
+            page.screenshot(path=shots / "play.png")
+        page.get_by_role("button", name="Next" if number == 1 else "See results").click()
+
+    expect(page).to_have_url(re.compile(r"/play/demo/results/$"))
+    expect(page.locator("#completion-code")).to_have_text("CLICKME-DEMO-42")
+    expect(page.locator("#leaderboard-rows tr")).not_to_have_count(0)
+    page.screenshot(path=shots / "results.png", full_page=True)
+
+    assert all(guesses), f"the partner's guesses never showed in some round: {guesses}"
+    assert len(set.union(*guesses)) >= 2, f"the guesses never changed on screen: {guesses}"
+    if DEMO_CHECKPOINT.exists():  # a trained partner changes its mind; an untrained one barely does
+        assert len({labels for labels, _ in set.union(*guesses)}) >= 2, guesses
+    rounds = list(Round.objects.filter(session__experiment=experiment).order_by("pk"))
+    assert [r.status for r in rounds] == ["scored", "scored"]
+    assert all(r.bubble_count >= 10 for r in rounds), [r.bubble_count for r in rounds]
+    assert PartnerGuess.objects.filter(round__in=rounds).count() >= 2
+    assert errors == []
+
+    play_on_a_phone(browser, live_server.url, shots)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for shot in shots.iterdir():
+        shutil.copy(shot, SCREENSHOTS / shot.name)
+
+
+def finger_paint(page: object, touch: object, steps: int) -> None:
+    """Drag a finger along the current round's object for `steps` moves (CDP touch events)."""
+    box = page.locator("#game-canvas").bounding_box()
+    path = object_path(playing_round(current_round_id(page)))
+    for index in range(steps):
+        x, y = to_screen(box, path[index % len(path)])
+        kind = "touchStart" if index == 0 else "touchMove"
+        touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y}]})
+        time.sleep(3 / PAINT_SPEED)
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def play_on_a_phone(browser: object, base_url: str, shots: Path) -> None:
+    """A phone: the canvas fills the width and a finger paints without scrolling the page.
+
+    Every upload of the first round is dropped by the network, then the page is reloaded: the
+    bubbles kept in localStorage still reach the server and the round is closed cleanly.
+    """
+    from playwright.sync_api import expect
+
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    touch = context.new_cdp_session(page)
+    consent_and_start(page, base_url)
+    expect(page.locator("#stage-hint")).to_be_visible()
+    box = page.locator("#game-canvas").bounding_box()
+    assert box["width"] >= 340 and box["y"] + box["height"] <= 844, box
+
+    round_id = current_round_id(page)
+    page.route("**/clicks/", lambda route: route.abort())
+    finger_paint(page, touch, 40)
+    assert page.evaluate("window.scrollY") == 0, "the page scrolled while painting"
+    expect(page.locator("#game-status")).to_contain_text("retrying")
+    queued = page.evaluate(f"JSON.parse(localStorage.getItem('clickme:round:{round_id}')).clicks.length")
+    assert queued >= 10
+    page.unroute("**/clicks/")
+    page.reload()
+    expect(page.locator("#round-end-title")).to_have_text("Round interrupted")
+    expect(page.locator("#round-end-points")).to_have_text(re.compile(r"^\+\d+ points$"), timeout=15_000)
+    interrupted = Round.objects.get(client_round_id=round_id)
+    assert (interrupted.status, interrupted.bubble_count) == ("scored", queued)
+
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("#round-counter")).to_have_text("2 / 2")
+    expect(page.locator("#stage-hint")).to_be_visible()
+    finger_paint(page, touch, 40)
+    expect(page.locator("#guesses li").first).to_be_visible(timeout=5_000)
+    page.screenshot(path=shots / "play-phone.png")
+    context.close()
