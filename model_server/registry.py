@@ -173,6 +173,10 @@ class ImageCache:
             raise BadRequest(f"unknown image key {key!r}")
         return path
 
+    def load(self, key: str) -> torch.Tensor:
+        """Resolve and decode an image key (blocking: call it in a worker thread)."""
+        return decode_image(self.resolve(key))
+
     def stats(self) -> dict[str, int]:
         """Return hit, miss and size counters for monitoring and tests."""
         return {

@@ -28,7 +28,6 @@ from model_server.registry import (
     ImageCache,
     ModelRegistry,
     NotFound,
-    decode_image,
     load_model,
 )
 
@@ -108,19 +107,14 @@ async def read_json(request: web.Request) -> dict:
 
 
 async def load_images(state: ServerState, keys: list[str]) -> list[torch.Tensor]:
-    """Return canvases (3, 256, 256) for image keys, decoding cache misses in the pool."""
-    found: dict[str, torch.Tensor] = {}
-    missing: dict[str, Path] = {}
-    for key in dict.fromkeys(keys):  # a scoring request repeats one image per query point
-        image = state.images.lookup(key)
-        if image is None:
-            missing[key] = state.images.resolve(key)
-        else:
-            found[key] = image
+    """Return canvases (3, 256, 256) for image keys; misses are checked and decoded in the pool."""
+    found = {key: state.images.lookup(key) for key in dict.fromkeys(keys)}  # scoring repeats keys
+    missing = [key for key, image in found.items() if image is None]
     if missing:
+        # Off the loop: resolving touches the filesystem and decoding takes milliseconds.
         loop = asyncio.get_running_loop()
         decoded = await asyncio.gather(
-            *(loop.run_in_executor(state.executor, decode_image, path) for path in missing.values())
+            *(loop.run_in_executor(state.executor, state.images.load, key) for key in missing)
         )
         for key, image in zip(missing, decoded, strict=True):
             state.images.store(key, image)
@@ -139,9 +133,14 @@ async def infer(request: web.Request) -> web.Response:
     else:
         images = await load_images(state, parsed.keys)
     job = Job(
-        loaded, images, parsed.bubbles, parsed.seeds, parsed.bubble_size, parsed.top_k,
-        parsed.attention,
-    )  # fmt: skip
+        loaded=loaded,
+        images=images,
+        bubbles=parsed.bubbles,
+        seeds=parsed.seeds,
+        bubble_size=parsed.bubble_size,
+        top_k=parsed.top_k,
+        attention=parsed.attention,
+    )
     prediction = await state.batcher.submit(job)
     return web.json_response(protocol.infer_response(loaded, prediction, body.get("id")))
 
