@@ -8,7 +8,8 @@ MODEL_PORT ?= 8001
 DEMO_CHECKPOINT := model_server/checkpoints/demo.pt
 # Tests run with production settings (DEBUG off), so they need a key; never used elsewhere.
 TEST_SECRET_KEY := test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
-export PORT MODEL_PORT
+MODEL_SERVER_URL ?= http://127.0.0.1:$(MODEL_PORT)
+export PORT MODEL_PORT MODEL_SERVER_URL
 
 .PHONY: install run test lint bench clean
 
@@ -38,7 +39,7 @@ run: install .env $(DEMO_CHECKPOINT)
 	@echo "  Partner model server: http://127.0.0.1:$(MODEL_PORT)/v2/health/ready"
 	@echo "  Stop with Ctrl-C."
 	@echo
-	$(VENV)/bin/honcho --procfile Procfile.dev start $$(grep -qs '^REDIS_URL=.' .env && echo "web model worker beat" || echo "web model")
+	$(VENV)/bin/honcho --procfile Procfile.dev start $$(grep -qs '^REDIS_URL=.' .env && echo "web model worker beat" || echo "web model sweeper")
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     from django.conf import settings
 
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        # A file, not SQLite's shared in-memory database: that one answers concurrent writers
+        # from the live server's threads with "table is locked" instead of waiting its turn.
+        database.setdefault("TEST", {})["NAME"] = str(Path(tempfile.gettempdir()) / f"clickme-test-{os.getpid()}.sqlite3")
     settings.SECURE_SSL_REDIRECT = False
     settings.CSRF_COOKIE_SECURE = settings.SESSION_COOKIE_SECURE = False  # else live-server clients never send them
     settings.STORAGES = {

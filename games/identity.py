@@ -46,9 +46,6 @@ class ParticipantAuthentication(authentication.SessionAuthentication):
         self.enforce_csrf(request)
         return AnonymousUser(), participant
 
-    def authenticate_header(self, request: Request) -> str:
-        return "Cookie"
-
 
 def require_participant(request: Request) -> Participant:
     """The authenticated participant, or a 403 that says how to become one."""

@@ -29,9 +29,10 @@ class ClickField(serializers.ListField):
     """One bubble as [x, y, t_ms], integers, x and y inside the image."""
 
     child = serializers.IntegerField(min_value=0, max_value=10_000_000)
-    min_length = max_length = 3
 
     def to_internal_value(self, data: object) -> tuple[int, int, int]:
+        if not isinstance(data, list) or len(data) != 3:
+            raise serializers.ValidationError("each bubble must be [x, y, t_ms]")
         x, y, t_ms = super().to_internal_value(data)
         if x >= IMAGE_SIZE or y >= IMAGE_SIZE:
             raise serializers.ValidationError(f"({x}, {y}) is outside the {IMAGE_SIZE}×{IMAGE_SIZE} image")

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from celery.exceptions import Retry
 from kombu.exceptions import OperationalError as BrokerError
 
 from games.models import Click, Experiment, Participant, PlaySession, Round
 from games.painting import Bubble, PaintingRuleBroken, check_bubbles
 from games.partner import live_client
 from games.services.sampling import choose_image
-from model_server.client import GuessItem
+from model_server.client import GuessItem, PartnerError
 from model_server.seeds import noise_seed
 
 logger = logging.getLogger(__name__)
@@ -172,6 +173,8 @@ def enqueue_scoring(round_id: int) -> None:
     """Send a round to the scoring workers; a broker outage is logged, never raised.
 
     The round is already safely stored as submitted, and the periodic sweep re-enqueues it.
+    Without a broker the task runs right here, and a partner outage surfaces as Retry (or
+    the partner's error): the round waits for the sweep just the same.
     """
     from games.tasks import score_round_task  # tasks import services: import here, not at top
 
@@ -179,4 +182,6 @@ def enqueue_scoring(round_id: int) -> None:
         score_round_task.delay(round_id)
     except (BrokerError, ConnectionError, OSError) as exc:
         logger.warning("could not enqueue scoring of round %s (%s); the sweep will retry", round_id, exc)
+    except (Retry, PartnerError) as exc:
+        logger.warning("could not score round %s in-process (%s); the sweep will retry", round_id, exc)
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+import kombu.pools
 import pytest
 
 from clickme_site.celery import app as celery_app
@@ -67,9 +68,12 @@ def broker_at(url: str) -> Iterator[None]:
     """Point Celery at another broker for a while, dropping the pooled connections both ways."""
 
     def drop_pools() -> None:
-        celery_app.pool.force_close_all()
-        celery_app._pool = None  # Celery caches its connection pool and producers per broker URL
+        # Celery and kombu cache connection and producer pools made for the old URL.
+        if celery_app._pool is not None:
+            celery_app._pool.force_close_all()
+        celery_app._pool = None
         celery_app.amqp._producer_pool = None
+        kombu.pools.reset()
 
     saved = celery_app.conf.broker_url, celery_app.conf.task_always_eager
     drop_pools()
