@@ -223,12 +223,11 @@ def create_app(settings: ServerSettings) -> web.Application:
     """Build the aiohttp application; models load and the batcher starts on startup."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
     workers = max(1, settings.workers)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    torch.set_num_threads(threads)
+    threads = max(1, (os.cpu_count() or 1) // workers)  # workers x threads = the cores, no oversubscription
     executor = ThreadPoolExecutor(
         max_workers=workers,
         thread_name_prefix="infer",
-        initializer=torch.set_num_threads,  # intra-op threads are set per thread
+        initializer=torch.set_num_threads,  # per thread: the event loop's own setting stays as it is
         initargs=(threads,),
     )
     batcher = DynamicBatcher(
