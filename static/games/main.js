@@ -142,14 +142,5 @@ attachPointer(view.canvas, view.toImagePoint, {
   onUp: () => game.round?.pointerUp(),
 });
 
-const box = view.cssSize();
-const device = {
-  screen_width: window.screen.width,
-  screen_height: window.screen.height,
-  canvas_width: box.width,
-  canvas_height: box.height,
-  device_pixel_ratio: window.devicePixelRatio || 1,
-  pointer_type: window.matchMedia("(pointer: coarse)").matches ? "touch" : "mouse",
-};
 refreshScores();
-server.open(device).then(nextRound).catch(fail);
+server.open(view.cssSize()).then(nextRound).catch(fail);

@@ -9,9 +9,18 @@ export function createSessionClient(config) {
   const roundUrl = (id, action = "") => `${config.urls.rounds}${id}/${action}`;
   let sessionId = null;
 
-  async function open(device) {
+  // The session of this browser (kept across reloads), or a new one recording the device.
+  async function open(canvasSize) {
     sessionId = store.savedSession(slug);
     if (sessionId !== null) return sessionId;
+    const device = {
+      screen_width: window.screen.width,
+      screen_height: window.screen.height,
+      canvas_width: canvasSize.width,
+      canvas_height: canvasSize.height,
+      device_pixel_ratio: window.devicePixelRatio || 1,
+      pointer_type: window.matchMedia("(pointer: coarse)").matches ? "touch" : "mouse",
+    };
     const answer = await withRetry(() => postJSON(config.urls.session, device));
     sessionId = answer.session_id;
     store.saveSession(slug, sessionId);

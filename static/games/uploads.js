@@ -9,37 +9,17 @@ const ROUND_KEY = "clickme:round:";
 const CURRENT_KEY = "clickme:current:";
 const MAX_BATCH = 200; // the API's limit per request
 
-function store() {
+// localStorage may be missing or full (privacy modes): play goes on, only reload-safety is lost.
+function safely(action) {
   try {
-    return window.localStorage;
-  } catch {
-    return null; // storage disabled: uploads still work, only reload-safety is lost
-  }
-}
-
-function read(key) {
-  try {
-    return JSON.parse(store()?.getItem(key) ?? "null");
+    return action(window.localStorage);
   } catch {
     return null;
   }
 }
-
-function write(key, value) {
-  try {
-    store()?.setItem(key, JSON.stringify(value));
-  } catch {
-    // Quota or privacy mode: keep playing; the queue still lives in memory.
-  }
-}
-
-function remove(key) {
-  try {
-    store()?.removeItem(key);
-  } catch {
-    // Nothing to clean up when storage is unavailable.
-  }
-}
+const read = (key) => safely((storage) => JSON.parse(storage.getItem(key) ?? "null"));
+const write = (key, value) => safely((storage) => storage.setItem(key, JSON.stringify(value)));
+const remove = (key) => safely((storage) => storage.removeItem(key));
 
 function uuid4() {
   if (window.crypto.randomUUID) return window.crypto.randomUUID();
