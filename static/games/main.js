@@ -111,6 +111,7 @@ async function play(id, state) {
 }
 
 async function nextRound() {
+  const fromNext = document.activeElement === ui.el.next;
   ui.hideEnd();
   ui.clearGuesses("Your partner will guess as you paint.");
   ui.setSkipEnabled(false);
@@ -124,6 +125,7 @@ async function nextRound() {
     return state.round_number >= state.rounds_total ? server.finish() : nextRound();
   }
   ui.status("");
+  if (fromNext) document.getElementById("stage").focus({ preventScroll: true }); // keep focus in the game
   return play(id, state);
 }
 
