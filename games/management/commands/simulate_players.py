@@ -88,6 +88,7 @@ class Tally:
     error_examples: dict[str, str] = field(default_factory=dict)
     rounds: list[PlayedRound] = field(default_factory=list)
     sessions: list[int] = field(default_factory=list)
+    submitted_at: list[float] = field(default_factory=list)  # time.monotonic() of each accepted submit
 
     def timed(self, endpoint: str, seconds: float) -> None:
         with self.lock:
@@ -222,6 +223,8 @@ class Player:
             self.think()
         played.bubbles = stored
         answer = self.call("submit", "POST", f"{api}submit/", json={"outcome": played.claimed, "bubble_count": stored})
+        with self.tally.lock:
+            self.tally.submitted_at.append(time.monotonic())
         self.remember_state(played, answer.json())
         return played
 
