@@ -121,31 +121,37 @@ class InsertLimit:
     seconds: float
 
 
-def insert_limit(rounds: list[Round]) -> InsertLimit:
-    """Insert copies of `rounds` and their clicks with bulk_create in one transaction, time it, delete them."""
+def insert_limit(rounds: list[Round], repeats: int = 3) -> InsertLimit:
+    """Insert copies of `rounds` and their clicks with bulk_create in one transaction; the best of `repeats`.
+
+    The best, not the mean: this is the limit the game is compared with, and a busy machine only
+    ever makes a run slower. Each run's rows are deleted again after it.
+    """
     clicks_of: dict[int, list[tuple[int, int, int]]] = {}
     for round_id, x, y, t_ms in Click.objects.filter(round__in=rounds).order_by("round", "seq").values_list(
         "round_id", "x", "y", "t_ms"
     ):
         clicks_of.setdefault(round_id, []).append((x, y, t_ms))
-    copies = [
-        Round(session_id=r.session_id, participant_id=r.participant_id, experiment_id=r.experiment_id,
-              image_id=r.image_id, client_round_id=uuid.uuid4(), settings=r.settings,
-              bubble_count=len(clicks_of.get(r.pk, [])))
-        for r in rounds
-    ]  # fmt: skip
-    start = time.perf_counter()
-    with transaction.atomic():
-        Round.objects.bulk_create(copies, batch_size=500)  # SQLite and Postgres return the new ids
-        clicks = [
-            Click(round=copy, seq=seq, x=x, y=y, t_ms=t_ms)
-            for original, copy in zip(rounds, copies, strict=True)
-            for seq, (x, y, t_ms) in enumerate(clicks_of.get(original.pk, []))
-        ]
-        Click.objects.bulk_create(clicks, batch_size=2000)
-    seconds = time.perf_counter() - start
-    Round.objects.filter(pk__in=[copy.pk for copy in copies]).delete()
-    return InsertLimit(rounds=len(copies), clicks=len(clicks), seconds=seconds)
+    best = float("inf")
+    for _ in range(repeats):
+        copies = [
+            Round(session_id=r.session_id, participant_id=r.participant_id, experiment_id=r.experiment_id,
+                  image_id=r.image_id, client_round_id=uuid.uuid4(), settings=r.settings,
+                  bubble_count=len(clicks_of.get(r.pk, [])))
+            for r in rounds
+        ]  # fmt: skip
+        start = time.perf_counter()
+        with transaction.atomic():
+            Round.objects.bulk_create(copies, batch_size=500)  # SQLite and Postgres return the new ids
+            clicks = [
+                Click(round=copy, seq=seq, x=x, y=y, t_ms=t_ms)
+                for original, copy in zip(rounds, copies, strict=True)
+                for seq, (x, y, t_ms) in enumerate(clicks_of.get(original.pk, []))
+            ]
+            Click.objects.bulk_create(clicks, batch_size=2000)
+        best = min(best, time.perf_counter() - start)
+        Round.objects.filter(pk__in=[copy.pk for copy in copies]).delete()
+    return InsertLimit(rounds=len(rounds), clicks=sum(map(len, clicks_of.values())), seconds=best)
 
 
 def clean_up(tally: Tally) -> int:
@@ -205,6 +211,7 @@ def run(
                          web_threads=web_threads, log_dir=log_dir)
             )  # fmt: skip
         say(f"{players} players for {seconds:g} s against {url}; database: {database_label()}; scoring {scoring}")
+        say(f"this machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the run")
         # Warm up: the model server's first batches, gunicorn's imports and connections.
         warm, _ = simulate(url=url, slug=slug, players=4, concurrency=4, seed=seed + 1, rounds=1, think_ms=0,
                            skip_rate=0, score_timeout=0)  # fmt: skip
@@ -232,9 +239,14 @@ def run(
     say(f"{'latency (ms)':<12}{'n':>8}  {'p50':>8}  {'p90':>8}  {'p99':>8}")
     for endpoint in ("guess", "clicks", "submit", "start", "image"):
         say(f"{endpoint:<14}{percentile_row(tally.latencies.get(endpoint, []))}")
-    errors = sum(tally.errors.values()) + sum(warm.errors.values())
+    everything = tally.errors + warm.errors
+    # A 503 guess is the site shedding load as designed (the partner missed the live deadline):
+    # a result to report. Anything else is a fault, and fails the run.
+    shed = everything.pop("guess 503", 0)
+    errors = sum(everything.values())
     say()
-    say(f"errors: {errors}" + "".join(f"\n  {kind}: {count}" for kind, count in sorted(tally.errors.items())))
+    say(f"guesses shed (503, partner past its live deadline): {shed} of {len(guesses)}")
+    say(f"errors: {errors}" + "".join(f"\n  {kind}: {count}" for kind, count in sorted(everything.items())))
     if check is not None:
         say(f"database check: {check.complete} of {check.rounds} rounds scored with their guesses and version")
     if not keep:
@@ -245,5 +257,6 @@ def run(
         "ratio": http_rate / limit_rate,
         "guess_p50_ms": float(p50),
         "guess_p99_ms": float(p99),
+        "guesses_shed": shed,
         "errors": errors,
     }

@@ -281,33 +281,41 @@ def run_player(
             tally.error("start no-image-left", str(exc))
     except RoundFailed as failure:
         tally.error(failure.kind, str(failure))
+    except Exception as exc:  # a bug or a lost database must not take the other players down
+        tally.error(f"player {type(exc).__name__}", str(exc))
     finally:
         for _ in range(played_count, rounds or 0):
             on_round()  # rounds never played still move the progress bar to its end
         with tally.lock:
             tally.rounds.extend(player.played)
         player.close()
-        connections.close_all()  # this thread's connections (mask lookups): threads do not close them
 
 
 class MaskLookup:
-    """The one shortcut: the object mask of the image a round was served, read from the database."""
+    """The one shortcut: the object mask of the image a round was served, read from the database.
+
+    All lookups run on one thread, so a run holds one database connection however many players
+    it has (64 player threads with a connection each exhaust a default Postgres).
+    """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.cache: dict[int, np.ndarray | None] = {}
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="masks")
 
     def __call__(self, client_round_id: str) -> np.ndarray | None:
+        return self.thread.submit(self.lookup, client_round_id).result()
+
+    def close(self) -> None:
+        self.thread.submit(connections.close_all).result()  # Django never closes a thread's connections
+        self.thread.shutdown()
+
+    def lookup(self, client_round_id: str) -> np.ndarray | None:
         image_id = Round.objects.filter(client_round_id=client_round_id).values_list("image_id", flat=True).first()
         if image_id is None:
             return None
-        with self.lock:
-            if image_id in self.cache:
-                return self.cache[image_id]
-        mask = self.read(Image.objects.only("mask").get(pk=image_id))
-        with self.lock:
-            self.cache[image_id] = mask
-        return mask
+        if image_id not in self.cache:
+            self.cache[image_id] = self.read(Image.objects.only("mask").get(pk=image_id))
+        return self.cache[image_id]
 
     @staticmethod
     def read(image: Image) -> np.ndarray | None:
@@ -392,6 +400,7 @@ def simulate(
         futures = [pool.submit(run_player, index=index, **common) for index in range(players)]
         for future in futures:
             future.result()
+    masks.close()
     bar.close()
     return tally, time.monotonic() - start
 
