@@ -80,6 +80,7 @@ def _heart() -> Polygon:
     return points
 
 
+@cache
 def _shape(class_name: str) -> list[tuple[Polygon, bool]]:
     """Return a class's outline in the unit disk as (polygon, filled) layers; unfilled cut holes."""
     star = [
@@ -194,7 +195,7 @@ def _background(rng: np.random.Generator, label: int, cue: bool) -> np.ndarray:
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         stripes = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / 12)
         pixels = pixels + 0.06 * stripes[..., None]
-    pixels = pixels + rng.normal(0, 0.03, (size, size, 3)).astype(np.float32)  # fine grain
+    pixels = pixels + 0.03 * rng.standard_normal((size, size, 3), dtype=np.float32)  # grain
     return np.clip(pixels, 0, 1)
 
 
@@ -218,7 +219,8 @@ def _sample(seed: int, split: str, label: int, index: int, background_cue: bool)
     value = value if 0.1 <= value <= 0.95 else bg_value - (value - bg_value)
     colour = _rgb(rng.random(), rng.uniform(0.5, 0.9), float(np.clip(value, 0.1, 0.95)))
     shading = np.linspace(-0.06, 0.06, IMAGE_SIZE, dtype=np.float32)[:, None, None]
-    foreground = np.clip(colour + shading + rng.normal(0, 0.02, background.shape), 0, 1)
+    grain = 0.02 * rng.standard_normal(background.shape, dtype=np.float32)
+    foreground = np.clip(colour + shading + grain, 0, 1)
     pixels = alpha[..., None] * foreground + (1 - alpha[..., None]) * background
     image = Image.fromarray(np.round(pixels * 255).astype(np.uint8), "RGB")
     return DemoSample(f"{class_name}_{index:04d}", label, class_name, image, alpha >= 0.5)
