@@ -1,0 +1,65 @@
+"""The one configuration of a GALA network, stored in every checkpoint (nanoGPT's ``GPTConfig``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+NONLINEARITIES = ("sigmoid", "tanh")
+COMBINATIONS = ("additive", "multiplicative", "both")
+
+
+@dataclass(frozen=True)
+class GALAConfig:
+    """Architecture of a (GALA-)ResNet with bottleneck blocks, in torchvision's four-stage layout."""
+
+    arch: str = "gala_resnet50"  # a name for humans and logs; the fields below define the network
+    num_classes: int = 1000
+    layers: tuple[int, ...] = (3, 4, 6, 3)  # bottleneck blocks per stage (layer1..layer4)
+    widths: tuple[int, ...] = (64, 128, 256, 512)  # bottleneck width per stage; output is 4x
+    stem_width: int = 64
+    stem_stride: int = 2  # of conv1; 4 with the max-pool makes the stem /8 instead of /4
+    # Stages whose every bottleneck gets a GALA module. The paper's placement is conv4_x, which is
+    # torchvision's layer3; an empty tuple gives the plain ResNet.
+    gala_layers: tuple[int, ...] = (3,)
+    reduction: int = 4  # r in C -> C/r (both branches); the paper uses 4 with conv4_x
+    nonlinearity: str = "sigmoid"  # the released code's; the paper writes tanh
+    extra_conv: bool = True  # the released code's 5x5 conv in the middle of the local branch
+    combination: str = "both"  # which of a*(G+S) and m*(G*S) enter the gate
+    image_size: int = 224
+    map_weight: float = 1.0  # lambda of the click-map loss when co-training (SPEC section 7)
+
+    def __post_init__(self) -> None:
+        """Normalise lists (from a checkpoint or argparse) to tuples and reject impossible values."""
+        for name in ("layers", "widths", "gala_layers"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if len(self.layers) != 4 or len(self.widths) != 4:
+            raise ValueError("layers and widths need one entry per stage, layer1..layer4")
+        if not set(self.gala_layers) <= {1, 2, 3, 4}:
+            raise ValueError(f"gala_layers must be stage numbers 1..4, not {self.gala_layers}")
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}")
+        if self.combination not in COMBINATIONS:
+            raise ValueError(f"combination must be one of {COMBINATIONS}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "gala_resnet50": {},
+    "resnet50": {"gala_layers": ()},
+    # CPU-friendly partner for the demo set: ~1/8 of ResNet-50's widths and one block per stage;
+    # GALA at 28x28 and 14x14 (layer2, layer3) gives maps fine enough to compare with clicks.
+    "gala_small": {
+        "num_classes": 10,
+        "layers": (1, 1, 1, 1),
+        "widths": (8, 16, 32, 64),
+        "stem_width": 16,
+        "gala_layers": (2, 3),
+    },
+}
+
+
+def preset(arch: str, **overrides: Any) -> GALAConfig:
+    """Return the named architecture's configuration with some fields replaced."""
+    if arch not in PRESETS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(PRESETS)}")
+    return replace(GALAConfig(arch=arch, **PRESETS[arch]), **overrides)

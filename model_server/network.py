@@ -1,0 +1,195 @@
+"""GALA-ResNet: torchvision's readable ResNet with GALA modules inside the bottlenecks.
+
+Paper: Linsley et al., "Learning what and where to attend", ICLR 2019. The layout and parameter
+names follow torchvision's ``resnet50`` (``conv1 bn1 layer1..4 fc``, stride on the 3x3 conv), so
+a torchvision ResNet-50 state dict loads with ``strict=False`` and only GALA keys missing; the
+GALA gates start as the identity (see ``gala.py``), so the loaded network computes exactly what
+the plain one did.
+
+Inputs are RGB floats in [0, 1] at 224x224 (what ``reveal.reveal_batch`` renders); the ImageNet
+normalisation torchvision weights expect happens inside ``forward``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from model_server.config import GALAConfig, preset
+from model_server.gala import GALA, attention_map
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """Return a 3x3 convolution with padding and no bias (a BatchNorm follows)."""
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """Return a 1x1 convolution with no bias (a BatchNorm follows)."""
+    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+
+
+class Bottleneck(nn.Module):
+    """ResNet v1.5 bottleneck (1x1, strided 3x3, 1x1) with an optional GALA before the residual sum."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int, config: GALAConfig, gala: bool) -> None:
+        super().__init__()
+        width = planes * self.expansion
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, width)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != width:
+            self.downsample = nn.Sequential(conv1x1(inplanes, width, stride), nn.BatchNorm2d(width))
+        # Like SE in SE-ResNet, the gate acts on the residual branch before the identity is added.
+        self.gala = None
+        if gala:
+            self.gala = GALA(
+                width,
+                reduction=config.reduction,
+                nonlinearity=config.nonlinearity,
+                extra_conv=config.extra_conv,
+                combination=config.combination,
+            )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return the block output and its GALA gate (None without GALA)."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        attention = None
+        if self.gala is not None:
+            out, attention = self.gala(out)
+        return self.relu(out + identity), attention
+
+
+class GALANet(nn.Module):
+    """A four-stage bottleneck ResNet whose configured stages carry GALA modules."""
+
+    def __init__(self, config: GALAConfig) -> None:
+        super().__init__()
+        self.config = config
+        # Non-persistent: the state dict keeps exactly torchvision's keys.
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.inplanes = config.stem_width
+        self.conv1 = nn.Conv2d(3, config.stem_width, 7, config.stem_stride, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(config.stem_width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._make_layer(1, stride=1)
+        self.layer2 = self._make_layer(2, stride=2)
+        self.layer3 = self._make_layer(3, stride=2)
+        self.layer4 = self._make_layer(4, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(self.inplanes, config.num_classes)
+        for module in self.modules():  # torchvision's initialisation
+            if isinstance(module, nn.Conv2d) and module.bias is None:
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def _make_layer(self, stage: int, stride: int) -> nn.Sequential:
+        """Build one stage (``layer1``..``layer4``) of bottleneck blocks."""
+        planes, gala = self.config.widths[stage - 1], stage in self.config.gala_layers
+        blocks = []
+        for index in range(self.config.layers[stage - 1]):
+            blocks.append(Bottleneck(self.inplanes, planes, stride if index == 0 else 1, self.config, gala))
+            self.inplanes = planes * Bottleneck.expansion
+        return nn.Sequential(*blocks)
+
+    def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Return logits (B, classes) and one attention map (B, 1, H, W) per GALA block, in order."""
+        x = (x - self.mean) / self.std
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        maps = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in layer:  # an explicit loop, not hooks, so the maps are a return value
+                x, attention = block(x)
+                if attention is not None:
+                    maps.append(attention_map(attention))
+        logits = self.fc(torch.flatten(self.avgpool(x), 1))
+        return logits, maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits (B, classes) for images (B, 3, H, W) in [0, 1]."""
+        return self.forward_with_attention(x)[0]
+
+
+def build(config: GALAConfig) -> GALANet:
+    """Build a freshly initialised network from its configuration."""
+    return GALANet(config)
+
+
+def gala_resnet50(num_classes: int = 1000) -> GALANet:
+    """GALA-ResNet-50 with GALA in every bottleneck of layer3 (conv4_x), r = 4, as in the paper."""
+    return build(preset("gala_resnet50", num_classes=num_classes))
+
+
+def resnet50(num_classes: int = 1000) -> GALANet:
+    """Plain ResNet-50 (no GALA), parameter-compatible with torchvision's."""
+    return build(preset("resnet50", num_classes=num_classes))
+
+
+def gala_small(num_classes: int = 10) -> GALANet:
+    """Small CPU-friendly GALA-ResNet for the demo image set."""
+    return build(preset("gala_small", num_classes=num_classes))
+
+
+def save_checkpoint(
+    path: Path,
+    model: GALANet,
+    config: GALAConfig,
+    *,
+    classes: list[str],
+    version: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write a self-describing checkpoint: weights, config, class names, version and metrics."""
+    checkpoint = {
+        "model": model.state_dict(),
+        "config": asdict(config),
+        "classes": list(classes),
+        "version": version,
+        "metrics": {},
+        **(extra or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename: a server loading the file never sees half of it.
+    partial = path.with_name(path.name + ".partial")
+    torch.save(checkpoint, partial)
+    os.replace(partial, path)
+    logger.info("saved checkpoint %s (version %s)", path, version)
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[GALANet, dict]:
+    """Rebuild a network from a checkpoint alone; return it in eval mode with the checkpoint dict."""
+    # weights_only: checkpoints come from researchers' uploads, and pickles can run code.
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    config = GALAConfig(**checkpoint["config"])
+    if len(checkpoint["classes"]) != config.num_classes:
+        raise ValueError(f"{path}: {len(checkpoint['classes'])} class names for {config.num_classes}")
+    model = build(config).to(device)
+    model.load_state_dict(checkpoint["model"])
+    logger.info("loaded checkpoint %s (%s, version %s)", path, config.arch, checkpoint["version"])
+    return model.eval(), checkpoint
