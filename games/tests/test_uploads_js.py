@@ -70,6 +70,20 @@ test("batches hold at most 200 bubbles and carry their start_seq", async () => {
   assert.deepEqual(batches, [[0, 200], [200, 200], [400, 50]]);
 });
 
+test("a flush stops at what was queued when called, however fast painting goes on", { timeout: 5000 }, async () => {
+  const server = fakeServer();
+  const uploader = createUploader({ clicksUrl: "/c/", clientRoundId: "r6" });
+  for (const bubble of bubbles(10)) uploader.add(bubble);
+  const upload = globalThis.fetch;
+  globalThis.fetch = async (url, init) => {
+    uploader.add([5, 5, 1000 + server.requests.length * 50]); // a bubble lands during every request
+    return upload(url, init);
+  };
+  await uploader.flush();
+  assert.ok(server.requests.length <= 2, `${server.requests.length} requests chased the painting`);
+  assert.ok(uploader.stored >= 10);
+});
+
 test("a 409 gap answer makes the uploader resend from the server's next_seq", async () => {
   saved.set("clickme:round:r3", JSON.stringify({ clicks: bubbles(12), acked: 8, outcome: null }));
   const server = fakeServer({ stored: 5 });

@@ -73,12 +73,13 @@ export function createUploader({ clicksUrl, clientRoundId, onRetry = () => {} })
   let outcome = saved.outcome || null;
   let failure = null; // a permanent error: nothing more is sent for this round
   let running = null;
+  let target = 0; // upload up to here: what was queued when flush() was last called
 
   const persist = () => write(ROUND_KEY + clientRoundId, { clicks, acked, outcome });
 
   async function send(giveUpMs) {
     let conflicts = 0;
-    while (acked < clicks.length && failure === null) {
+    while (acked < target && failure === null) {
       const start = acked;
       const batch = clicks.slice(start, start + MAX_BATCH);
       try {
@@ -121,18 +122,21 @@ export function createUploader({ clicksUrl, clientRoundId, onRetry = () => {} })
       clicks.push(bubble);
       persist();
     },
-    // The server's next_seq is authoritative when resuming after a reload.
+    // The server's next_seq is authoritative when resuming after a reload (beyond what this
+    // browser kept, there is nothing it could resend).
     resumeAt(nextSeq) {
       acked = Math.min(nextSeq, clicks.length);
-      if (nextSeq > clicks.length) acked = clicks.length; // stored elsewhere; nothing to resend
       persist();
     },
     setOutcome(value) {
       outcome = value;
       persist();
     },
-    // Upload everything queued so far; resolves when stored, rejects with the last error.
+    // Upload everything queued so far; resolves when stored, rejects with the last error. Bubbles
+    // added meanwhile wait for the next flush, so a slow network never keeps a guess waiting
+    // behind an upload that chases the painting.
     flush({ giveUpMs = 15000 } = {}) {
+      target = Math.max(target, clicks.length);
       if (running === null) {
         running = send(giveUpMs).finally(() => {
           running = null;
