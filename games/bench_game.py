@@ -246,6 +246,8 @@ def run(
     errors = sum(everything.values())
     say()
     say(f"guesses shed (503, partner past its live deadline): {shed} of {len(guesses)}")
+    for event, count in sorted((tally.events + warm.events).items()):
+        say(f"{event}: {count} (not an error)")
     say(f"errors: {errors}" + "".join(f"\n  {kind}: {count}" for kind, count in sorted(everything.items())))
     if check is not None:
         say(f"database check: {check.complete} of {check.rounds} rounds scored with their guesses and version")

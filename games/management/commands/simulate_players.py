@@ -85,6 +85,7 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: Counter = field(default_factory=Counter)
+    events: Counter = field(default_factory=Counter)  # worth reporting, but not errors
     error_examples: dict[str, str] = field(default_factory=dict)
     rounds: list[PlayedRound] = field(default_factory=list)
     sessions: list[int] = field(default_factory=list)
@@ -93,6 +94,10 @@ class Tally:
     def timed(self, endpoint: str, seconds: float) -> None:
         with self.lock:
             self.latencies[endpoint].append(seconds)
+
+    def count(self, event: str) -> None:
+        with self.lock:
+            self.events[event] += 1
 
     def error(self, kind: str, detail: str = "") -> None:
         with self.lock:
@@ -134,7 +139,13 @@ class Player:
                        "Referer": urljoin(self.base, f"play/{self.slug}/game/"), **headers}  # fmt: skip
         start = time.perf_counter()
         try:
-            response = self.http.request(method, path, headers=headers, **kwargs)
+            try:
+                response = self.http.request(method, path, headers=headers, **kwargs)
+            except httpx.RemoteProtocolError:
+                # The server closed an idle keep-alive connection just as we reused it; browsers
+                # resend once on a fresh connection, and every game call is safe to resend.
+                self.tally.count("resent on a fresh connection")
+                response = self.http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise RoundFailed(f"{endpoint} {type(exc).__name__}", str(exc)) from exc
         finally:
@@ -212,9 +223,12 @@ class Player:
                 break
             started = time.perf_counter()
             stored = self.upload(api, trail, stored, query_at)
-            guess = self.call("guess", "POST", f"{api}guess/", json={"bubble_count": query_at}).json()
+            guess = self.call("guess", "POST", f"{api}guess/", expect=(200, 503), json={"bubble_count": query_at})
             played.queries += 1
-            if guess["recognised"]:
+            if guess.status_code == 503:
+                # The partner missed its live deadline: the page shows no guess and play goes on.
+                self.tally.error("guess 503", guess.text)
+            elif guess.json()["recognised"]:
                 # The page keeps painting while the guess is on its way: those bubbles count too.
                 in_flight_ms = (time.perf_counter() - started) * 1000
                 stored = self.upload(api, trail, stored, until(trail, trail[query_at - 1][2] + in_flight_ms))
@@ -426,6 +440,8 @@ def summary_lines(tally: Tally, check: DatabaseCheck, wall_s: float) -> list[str
         f"{'wall time':<34}{wall_s:>8.1f} s  ({len(played) / wall_s if wall_s else 0:.1f} rounds/s)",
         f"{'errors':<34}{sum(tally.errors.values()):>8}",
     ]
+    for event, count in sorted(tally.events.items()):
+        lines.append(f"  {event:<32}{count:>8}   (not an error)")
     for kind, count in sorted(tally.errors.items()):
         lines.append(f"  {kind:<32}{count:>8}   e.g. {tally.error_examples.get(kind, '')[:120]}")
     lines += ["", f"{'latency (ms)':<10}  {'n':>6}  {'p50':>8}  {'p90':>8}  {'p99':>8}"]
