@@ -89,6 +89,11 @@ def _record_score(
     locked.save()
     refresh_image_counts(image_id=locked.image_id)
     refresh_participant_score(participant_id=locked.participant_id)
+    if locked.counts:  # every scored valid round feeds its image's map, once it is committed
+        from maps.services import enqueue_map_build  # maps imports this module: import here, not at top
+
+        experiment_id, image_id = locked.experiment_id, locked.image_id
+        transaction.on_commit(lambda: enqueue_map_build(experiment_id=experiment_id, image_id=image_id))
     logger.info("scored round %s: %s, %s points", locked.pk, locked.outcome, locked.points)
     return locked
 

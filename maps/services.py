@@ -1,0 +1,363 @@
+"""Building, storing and reading ClickMe maps, and measuring their reliability (SPEC §4).
+
+A map is always recomputed from the raw clicks of the rounds the selection rule picks
+(`map_rounds`), never patched, so building it again from the same data gives the same .npy
+bytes. Files are named by a hash of their content: an unchanged rebuild rewrites nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models.fields.files import FieldFile
+from django.utils import timezone
+from PIL import Image as PILImage
+from tqdm import tqdm
+
+from games.imaging import png_bytes
+from games.models import Click, Experiment, Image, Participant, Round
+from games.services.scoring import COUNTING_ROUNDS
+from maps.heatmap import MapParameters, click_maps, count_histograms
+from maps.models import ClickMap, ReliabilityReport
+from maps.reliability import MIN_PARTICIPANTS, SplitHalf, plateau_gain, split_half
+
+logger = logging.getLogger(__name__)
+
+SELECTION = (
+    "scored rounds that count (not invalidated, not skipped, session not invalidated, participant not "
+    "shadow-banned) with at least min_clicks bubbles; the first such submission per participant and image"
+)
+CHUNK = 64  # images per vectorised batch: 64 × 256 × 256 int64 histograms stay under 40 MB
+
+
+def _counting(experiment_id: int, min_clicks: int) -> QuerySet[Round]:
+    return Round.objects.filter(
+        COUNTING_ROUNDS,
+        experiment_id=experiment_id,
+        participant__ban_state=Participant.BanState.NONE,
+        session__invalidated_at__isnull=True,
+        bubble_count__gte=min_clicks,
+    )
+
+
+def _selected(experiment_id: int, image_ids: Iterable[int], min_clicks: int) -> QuerySet[Round]:
+    """The selection rule over several images: the earliest counting round per (participant, image)."""
+    counting = _counting(experiment_id, min_clicks)
+    earlier = counting.filter(participant_id=OuterRef("participant_id"), image_id=OuterRef("image_id")).filter(
+        Q(submitted_at__lt=OuterRef("submitted_at")) | Q(submitted_at=OuterRef("submitted_at"), pk__lt=OuterRef("pk"))
+    )
+    return counting.filter(image_id__in=list(image_ids)).exclude(Exists(earlier))
+
+
+def map_rounds(*, experiment_id: int, image_id: int, min_clicks: int = MapParameters.min_clicks) -> QuerySet[Round]:
+    """The rounds that feed an image's map (see SELECTION): at most one per participant."""
+    return _selected(experiment_id, [image_id], min_clicks)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _store_npy(field: FieldFile, stem: str, array: np.ndarray | None) -> str | None:
+    """Point the field at a content-named .npy of the array (or at nothing); returns the replaced name."""
+    old = field.name or None
+    if array is None:
+        field.name = ""
+        return old
+    data = _npy_bytes(array)
+    path = field.field.generate_filename(field.instance, f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.npy")
+    if path != old:
+        field.name = path if field.storage.exists(path) else field.storage.save(path, ContentFile(data))
+    return old if old != field.name else None
+
+
+def _digest(round_ids: Iterable[int]) -> str:
+    """SHA-256 of the included round ids in ascending order, joined by commas."""
+    return hashlib.sha256(",".join(str(pk) for pk in sorted(round_ids)).encode()).hexdigest()
+
+
+def _lock_maps(experiment_id: int, image_ids: list[int], params: MapParameters | None) -> dict[int, ClickMap]:
+    """The maps of these images, created if missing and locked until the transaction ends.
+
+    Locking before the rounds are read orders concurrent builds of one map: a build that
+    started before a round was scored can never overwrite one that includes it.
+    """
+    defaults = (params or MapParameters()).as_dict()
+    ClickMap.objects.bulk_create(
+        [ClickMap(experiment_id=experiment_id, image_id=pk, parameters=defaults) for pk in image_ids],
+        ignore_conflicts=True,
+    )
+    locked = ClickMap.objects.select_for_update().filter(experiment_id=experiment_id, image_id__in=image_ids)
+    return {click_map.image_id: click_map for click_map in locked}
+
+
+def _selected_clicks(
+    experiment_id: int, image_ids: list[int], min_clicks: int
+) -> tuple[list[tuple[int, int, int]], np.ndarray]:
+    """The selected rounds as (round, image, participant) and their clicks as rows (round, x, y)."""
+    selected = _selected(experiment_id, image_ids, min_clicks)
+    rounds = sorted(selected.values_list("pk", "image_id", "participant_id"))
+    clicks = np.array(
+        Click.objects.filter(round__in=selected).values_list("round_id", "x", "y"), dtype=np.int64
+    ).reshape(-1, 3)
+    # Under READ COMMITTED a round scored between the two queries may bring clicks of its own: drop them.
+    return rounds, clicks[np.isin(clicks[:, 0], [pk for pk, _, _ in rounds])]
+
+
+def _build_chunk(experiment_id: int, image_ids: list[int], params: MapParameters, maps: dict[int, ClickMap]) -> None:
+    """Recompute the maps of several images sharing parameters in one vectorised pass."""
+    index = {pk: i for i, pk in enumerate(image_ids)}
+    rounds, clicks = _selected_clicks(experiment_id, image_ids, params.min_clicks)
+    round_ids = np.array([pk for pk, _, _ in rounds], dtype=np.int64)
+    round_image = np.array([index[image_id] for _, image_id, _ in rounds], dtype=np.int64)
+    owners = round_image[np.searchsorted(round_ids, clicks[:, 0])]
+    sums = count_histograms(owners, clicks[:, 1], clicks[:, 2], len(image_ids), params.image_size)
+    participants = np.bincount(round_image, minlength=len(image_ids))
+    heatmaps = click_maps(sums, participants, params)
+    clicks_per_image = np.bincount(owners, minlength=len(image_ids))
+    rounds_per_image: dict[int, list[int]] = defaultdict(list)
+    for pk, image_id, _ in rounds:
+        rounds_per_image[image_id].append(pk)
+    stale: list[tuple[Storage, str]] = []
+    for image_id, i in index.items():
+        click_map = maps[image_id]
+        ready = participants[i] >= params.min_participants
+        for field, stem, array in (
+            (click_map.counts, "counts", sums[i].astype(np.int32)),
+            (click_map.heatmap, "heatmap", heatmaps[i] if ready else None),
+        ):
+            replaced = _store_npy(field, stem, array)
+            if replaced:
+                stale.append((field.storage, replaced))
+        click_map.parameters = {**params.as_dict(), "selection": SELECTION}
+        # One round per participant by the selection rule, so the two counts are equal.
+        click_map.participant_count = click_map.round_count = int(participants[i])
+        click_map.click_count = int(clicks_per_image[i])
+        click_map.rounds_digest = _digest(rounds_per_image[image_id])
+        click_map.save()
+    # Old files go only once the rows pointing at the new ones are committed.
+    transaction.on_commit(lambda: _delete_files(stale))
+
+
+def _delete_files(files: list[tuple[Storage, str]]) -> None:
+    for storage, name in files:
+        storage.delete(name)
+
+
+def build_click_map(*, experiment_id: int, image_id: int, params: MapParameters | None = None) -> ClickMap:
+    """Recompute one image's map from raw clicks, with the given or else its recorded parameters."""
+    with transaction.atomic():
+        click_map = _lock_maps(experiment_id, [image_id], params)[image_id]
+        params = params or MapParameters.from_dict(click_map.parameters)
+        _build_chunk(experiment_id, [image_id], params, {image_id: click_map})
+    return click_map
+
+
+def _map_image_ids(experiment_id: int) -> list[int]:
+    """Images with any round in the experiment, or with a map already (which may need emptying)."""
+    played = Round.objects.filter(experiment_id=experiment_id).values_list("image_id", flat=True).distinct()
+    mapped = ClickMap.objects.filter(experiment_id=experiment_id).values_list("image_id", flat=True)
+    return sorted(set(played) | set(mapped))
+
+
+def rebuild_maps(
+    *, experiment_id: int | None = None, progress: bool = False, image_ids: Iterable[int] | None = None
+) -> int:
+    """Rebuild every map of one experiment (or of all) from raw clicks, in vectorised chunks; returns the count."""
+    experiments = (
+        [experiment_id] if experiment_id is not None else list(Experiment.objects.values_list("pk", flat=True))
+    )
+    work = [(pk, sorted(image_ids) if image_ids is not None else _map_image_ids(pk)) for pk in experiments]
+    built = 0
+    with tqdm(total=sum(len(ids) for _, ids in work), unit="map", disable=not progress) as bar:
+        for pk, ids in work:
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start : start + CHUNK]
+                with transaction.atomic():
+                    maps = _lock_maps(pk, chunk, None)
+                    groups: dict[MapParameters, list[int]] = defaultdict(list)
+                    for image_id in chunk:  # maps keep the parameters they were recorded with
+                        groups[MapParameters.from_dict(maps[image_id].parameters)].append(image_id)
+                    for params, group in groups.items():
+                        _build_chunk(pk, group, params, maps)
+                built += len(chunk)
+                bar.update(len(chunk))
+    return built
+
+
+def enqueue_map_build(*, experiment_id: int, image_id: int) -> None:
+    """Ask a worker to rebuild an image's map; any failure is logged, never raised.
+
+    The map is derived data that `rebuild_maps` can always recreate, so neither a broker
+    outage nor an in-process (eager) build error may undo or fail the change that caused it.
+    """
+    from maps.tasks import build_click_map_task  # tasks import services: import here, not at top
+
+    try:
+        build_click_map_task.delay(experiment_id, image_id)
+    except Exception:  # see the docstring: nothing here may break the caller
+        logger.exception("could not rebuild the map of image %s in experiment %s", image_id, experiment_id)
+
+
+def _load_npy(field: FieldFile) -> np.ndarray:
+    with field.open("rb") as handle:
+        return np.load(io.BytesIO(handle.read()), allow_pickle=False)
+
+
+def heatmap_array(click_map: ClickMap) -> np.ndarray:
+    """The stored map, float32 (H, W) in [0, 1]; ValueError for a map without enough participants."""
+    if not click_map.heatmap:
+        raise ValueError(f"{click_map} has no heatmap yet: fewer than its minimum participants")
+    return _load_npy(click_map.heatmap)
+
+
+def counts_array(click_map: ClickMap) -> np.ndarray:
+    """The stored summed bubble-centre counts, int32 (H, W)."""
+    if not click_map.counts:
+        raise ValueError(f"{click_map} has not been built")
+    return _load_npy(click_map.counts)
+
+
+# A jet-like ramp (dark blue → blue → cyan → yellow → red → dark red), the lab's usual look.
+_RAMP = np.array([[0, 0, 128], [0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0], [128, 0, 0]], dtype=np.float64)
+
+
+def _colour(heat: np.ndarray) -> np.ndarray:
+    positions = np.linspace(0.0, 1.0, len(_RAMP))
+    return np.stack([np.interp(heat, positions, _RAMP[:, c]) for c in range(3)], axis=-1)
+
+
+def overlay_png(click_map: ClickMap, *, alpha: float = 0.5) -> bytes:
+    """The image's crop with its map as a colour heat overlay, as PNG bytes.
+
+    Each pixel is mixed with the colour of its heat in proportion alpha × heat, so cold
+    regions show the image untouched; a map that is not ready yet gives the plain crop.
+    """
+    with click_map.image.crop.open("rb") as handle:
+        crop = PILImage.open(io.BytesIO(handle.read())).convert("RGB")
+    heat = heatmap_array(click_map) if click_map.heatmap else np.zeros((crop.height, crop.width), np.float32)
+    if heat.shape != (crop.height, crop.width):
+        crop = crop.resize((heat.shape[1], heat.shape[0]), PILImage.Resampling.BILINEAR)
+    weight = (alpha * heat.astype(np.float64))[..., None]
+    mixed = np.asarray(crop, dtype=np.float64) * (1 - weight) + _colour(heat) * weight
+    return png_bytes(PILImage.fromarray(np.clip(np.rint(mixed), 0, 255).astype(np.uint8), "RGB"))
+
+
+def _experiment_parameters(experiment_id: int) -> MapParameters:
+    """The parameters the experiment's maps were recorded with (the first map's), or the defaults."""
+    recorded = ClickMap.objects.filter(experiment_id=experiment_id).order_by("pk").values_list("parameters", flat=True)
+    first = recorded.first()
+    return MapParameters.from_dict(first) if first else MapParameters()
+
+
+def compute_reliability(
+    *, experiment_id: int, iterations: int = 100, seed: int = 0, params: MapParameters | None = None
+) -> ReliabilityReport:
+    """Split-half ceiling and different-image floor (SPEC §4), per image and overall, seeded.
+
+    Images with fewer than reliability.MIN_PARTICIPANTS selected participants are skipped.
+    Per-image ceilings go on ClickMap.split_half_*; the report keeps the overall means and,
+    in parameters["per_image"], rows [image id, participants, ceiling ρ, floor ρ, ceiling
+    AUC, floor AUC]. The floor's other image is drawn from the same chunk of CHUNK images.
+    """
+    params = params or _experiment_parameters(experiment_id)
+    image_ids = sorted(
+        _selected(experiment_id, _map_image_ids(experiment_id), params.min_clicks)
+        .values("image_id").annotate(n=Count("pk")).filter(n__gte=MIN_PARTICIPANTS).values_list("image_id", flat=True)
+    )  # fmt: skip
+    if len(image_ids) < 2:
+        raise ValueError(f"need two or more images with at least {MIN_PARTICIPANTS} participants each")
+    rng = np.random.default_rng(seed)
+    rows: list[list[float]] = []
+    for chunk in np.array_split(np.array(image_ids), -(-len(image_ids) // CHUNK)):
+        index = {int(pk): i for i, pk in enumerate(chunk)}
+        rounds, clicks = _selected_clicks(experiment_id, list(index), params.min_clicks)
+        round_ids = np.array([pk for pk, _, _ in rounds], dtype=np.int64)
+        owner_image = np.array([index[image_id] for _, image_id, _ in rounds], dtype=np.int64)
+        result = split_half(
+            owner_image, np.searchsorted(round_ids, clicks[:, 0]), clicks[:, 1], clicks[:, 2], params, iterations, rng
+        )
+        counts = np.bincount(owner_image, minlength=len(index))
+        rows += [
+            [int(pk), int(counts[i]), *(float(getattr(result, name)[i]) for name in SplitHalf.__dataclass_fields__)]
+            for pk, i in index.items()
+        ]
+    table = np.array([row[2:] for row in rows])
+    with transaction.atomic():
+        for image_id, _, ceiling, _, auc, _ in rows:
+            ClickMap.objects.filter(experiment_id=experiment_id, image_id=image_id).update(
+                split_half_spearman=ceiling, split_half_auc=auc
+            )
+        return ReliabilityReport.objects.create(
+            experiment_id=experiment_id,
+            parameters={"iterations": iterations, "seed": seed, "map": params.as_dict(), "per_image": rows},
+            image_count=len(rows),
+            ceiling_spearman=float(np.nanmean(table[:, 0])),
+            floor_spearman=float(np.nanmean(table[:, 1])),
+            ceiling_auc=float(np.nanmean(table[:, 2])),
+            floor_auc=float(np.nanmean(table[:, 3])),
+        )
+
+
+PLATEAU_ITERATIONS = 20  # paired random splits per plateau check; a check runs after every scored round
+
+
+def retire_converged_images(*, experiment_id: int, image_ids: Iterable[int] | None = None) -> int:
+    """Retire active images whose maps have stopped improving, if the experiment asks for it.
+
+    An image is checked once its map is ready and it has at least 2 × reliability.MIN_PARTICIPANTS
+    participants; it retires when reliability.plateau_gain (the split-half Spearman gained from
+    its last quarter of participants) is below the experiment's plateau_tolerance. Seeded by
+    the image id, so the decision is reproducible. Returns how many images were retired.
+    """
+    experiment = Experiment.objects.get(pk=experiment_id)
+    if not experiment.retire_on_plateau:
+        return 0
+    candidates = ClickMap.objects.filter(
+        experiment_id=experiment_id,
+        image__state=Image.State.ACTIVE,
+        participant_count__gte=2 * MIN_PARTICIPANTS,
+    ).exclude(heatmap="")
+    if image_ids is not None:
+        candidates = candidates.filter(image_id__in=list(image_ids))
+    retired = 0
+    for click_map in candidates:
+        params = MapParameters.from_dict(click_map.parameters)
+        if click_map.participant_count < params.min_participants:
+            continue
+        rounds, clicks = _selected_clicks(experiment_id, [click_map.image_id], params.min_clicks)
+        owners = np.searchsorted(np.array([pk for pk, _, _ in rounds]), clicks[:, 0])
+        histogram = count_histograms(owners, clicks[:, 1], clicks[:, 2], len(rounds), params.image_size)
+        gain = plateau_gain(histogram, params, PLATEAU_ITERATIONS, np.random.default_rng(click_map.image_id))
+        if gain < experiment.plateau_tolerance:
+            retired += Image.objects.filter(pk=click_map.image_id, state=Image.State.ACTIVE).update(
+                state=Image.State.RETIRED, state_changed_at=timezone.now()
+            )
+            logger.info("retired image %s: split-half gain %.4f below %s", click_map.image_id, gain,
+                        experiment.plateau_tolerance)  # fmt: skip
+    return retired
+
+
+__all__ = [
+    "SELECTION",
+    "build_click_map",
+    "compute_reliability",
+    "counts_array",
+    "enqueue_map_build",
+    "heatmap_array",
+    "map_rounds",
+    "overlay_png",
+    "rebuild_maps",
+    "retire_converged_images",
+]

@@ -1,0 +1,22 @@
+"""Celery tasks of the maps app: thin wrappers that take ids and call services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+from maps.services import build_click_map, retire_converged_images
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    max_retries=5,
+)
+def build_click_map_task(experiment_id: int, image_id: int) -> None:
+    """Recompute one image's map from its raw clicks (idempotent), then check it for a plateau."""
+    build_click_map(experiment_id=experiment_id, image_id=image_id)
+    retire_converged_images(experiment_id=experiment_id, image_ids=[image_id])
