@@ -40,7 +40,7 @@ from PIL import Image as PILImage
 from tqdm import tqdm
 
 from games.models import Image, Round
-from games.simulation import Rules, paint, until
+from games.simulation import Bubble, Rules, paint, until
 
 MaskSource = Callable[[str], "np.ndarray | None"]
 ENDPOINTS = ("entry", "consent", "game", "session", "start", "image", "clicks", "guess", "submit", "state")
@@ -229,10 +229,11 @@ class Player:
                 # The partner missed its live deadline: the page shows no guess and play goes on.
                 self.tally.error("guess 503", guess.text)
             elif guess.json()["recognised"]:
-                # The page keeps painting while the guess is on its way: those bubbles count too.
-                in_flight_ms = (time.perf_counter() - started) * 1000
-                stored = self.upload(api, trail, stored, until(trail, trail[query_at - 1][2] + in_flight_ms))
-                played.claimed = "correct"
+                # The page keeps painting while the guess is on its way: those bubbles count too,
+                # and an answer that arrives after the time limit finds the round already lost.
+                answered_ms = trail[query_at - 1][2] + (time.perf_counter() - started) * 1000
+                stored = self.upload(api, trail, stored, until(trail, answered_ms))
+                played.claimed = "correct" if answered_ms <= rules.time_limit_ms else "wrong"
                 break
             self.think()
         played.bubbles = stored
@@ -242,7 +243,7 @@ class Player:
         self.remember_state(played, answer.json())
         return played
 
-    def upload(self, api: str, trail: list, stored: int, end: int) -> int:
+    def upload(self, api: str, trail: list[Bubble], stored: int, end: int) -> int:
         """Upload trail[stored:end] (nothing if empty) and return the new count of stored bubbles."""
         if end <= stored:
             return stored
@@ -289,7 +290,6 @@ def run_player(
             finally:
                 on_round()
             player.think()
-        player.wait_until_scored(time.monotonic() + score_timeout)
     except NoImageLeft as exc:
         if rounds is not None:  # asked for more rounds than there are images: say so
             tally.error("start no-image-left", str(exc))
@@ -297,6 +297,10 @@ def run_player(
         tally.error(failure.kind, str(failure))
     except Exception as exc:  # a bug or a lost database must not take the other players down
         tally.error(f"player {type(exc).__name__}", str(exc))
+    try:
+        player.wait_until_scored(time.monotonic() + score_timeout)
+    except RoundFailed as failure:
+        tally.error(failure.kind, str(failure))
     finally:
         for _ in range(played_count, rounds or 0):
             on_round()  # rounds never played still move the progress bar to its end
