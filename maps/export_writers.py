@@ -1,0 +1,223 @@
+"""File writers of a dataset export, one per format, each fed chunk by chunk so memory stays flat."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+# One row per bubble (SPEC §5). `participant` is the pseudonymous username, never a panel id.
+CLICK_SCHEMA = pa.schema(
+    [
+        ("round", pa.int64()),
+        ("participant", pa.string()),
+        ("image", pa.string()),
+        ("class", pa.string()),
+        ("seq", pa.int32()),
+        ("x", pa.int16()),
+        ("y", pa.int16()),
+        ("t_ms", pa.int64()),
+        ("outcome", pa.string()),
+        ("points", pa.int32()),
+        ("partner_version", pa.string()),
+        ("valid", pa.bool_()),
+        ("submitted_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+COLUMN_DOCS = {
+    "round": "round id (stable across exports)",
+    "participant": "pseudonymous participant name (no panel id, no address)",
+    "image": "image name, unique within the image set",
+    "class": "the image's category",
+    "seq": "bubble order within the round, from 0",
+    "x": "bubble centre, image pixels (0..255) from the left of the 256x256 crop",
+    "y": "bubble centre, image pixels (0..255) from the top",
+    "t_ms": "milliseconds since the pointer first went down",
+    "outcome": "correct, wrong or skipped ('' while unscored)",
+    "points": "points awarded (empty while unscored)",
+    "partner_version": "partner@version that scored the round",
+    "valid": "whether the round counts: scored, not skipped, not invalidated, participant not shadow-banned",
+    "submitted_at": "when the round was submitted (UTC, ISO 8601)",
+}
+MAP_INDEX_COLUMNS = ["key", "image", "class", "participants", "rounds", "clicks", "split_half_spearman"]
+BLOCK = 1 << 20  # bytes per read when checksumming
+
+
+def click_batch(round_ids: list[int], rounds: dict[str, list], clicks: list[tuple]) -> pa.RecordBatch:
+    """One page of bubbles (round, seq, x, y, t_ms), with their rounds' columns repeated, as CLICK_SCHEMA rows."""
+    columns = list(zip(*clicks, strict=True)) if clicks else [(), (), (), (), ()]
+    # Bubbles come ordered by round and rounds by id: each bubble's round is found by binary search,
+    # and the round-level columns are gathered by Arrow rather than built row by row in Python.
+    owner = pa.array(np.searchsorted(np.asarray(round_ids, dtype=np.int64), np.asarray(columns[0], dtype=np.int64)))
+    bubble = {"round": columns[0], "seq": columns[1], "x": columns[2], "y": columns[3], "t_ms": columns[4]}
+    arrays = [
+        pa.array(bubble[field.name], field.type) if field.name in bubble
+        else pa.array(rounds[field.name], field.type).take(owner)
+        for field in CLICK_SCHEMA
+    ]  # fmt: skip
+    return pa.RecordBatch.from_arrays(arrays, schema=CLICK_SCHEMA)
+
+
+def map_key(image_name: str) -> str:
+    """The member or group name of an image's map: its name, with '/' escaped (HDF5 would nest it)."""
+    return image_name.replace("%", "%25").replace("/", "%2F") or "%00"
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of one written file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(BLOCK):
+            digest.update(block)
+    return {"name": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+class ClicksCsvWriter:
+    """clicks.csv: Arrow's CSV writer (RFC 4180 quoting), one record batch at a time."""
+
+    def __init__(self, path: Path) -> None:
+        index = CLICK_SCHEMA.get_field_index("submitted_at")
+        schema = CLICK_SCHEMA.set(index, pa.field("submitted_at", pa.string()))
+        self._writer = pa_csv.CSVWriter(str(path), schema, write_options=pa_csv.WriteOptions(quoting_style="needed"))
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Append one chunk of bubbles."""
+        index = batch.schema.get_field_index("submitted_at")
+        # ISO 8601 with a 'T' and 'Z': Arrow's default timestamp text has a space instead.
+        stamps = pc.strftime(batch.column(index), format="%Y-%m-%dT%H:%M:%SZ")
+        self._writer.write_batch(batch.set_column(index, "submitted_at", stamps))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class ClicksParquetWriter:
+    """clicks.parquet: one row group per chunk, zstd-compressed, dictionary-encoded strings."""
+
+    def __init__(self, path: Path) -> None:
+        self._writer = pq.ParquetWriter(str(path), CLICK_SCHEMA, compression="zstd")
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Append one chunk of bubbles as its own row group."""
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class CocoPointsWriter:
+    """points_coco.json: COCO-style images and categories, then one annotation per round, written as they come.
+
+    Each annotation is one participant's point list on one image, keypoint-style
+    ([x, y, 2] triplets; 2 = visible), with the bubble times alongside.
+    """
+
+    def __init__(self, path: Path, *, info: dict, categories: Iterable[dict], images: Iterable[dict]) -> None:
+        self._handle = path.open("w", encoding="utf-8")
+        self._handle.write('{"info": ' + json.dumps(info) + ', "licenses": [], "categories": [')
+        self._write_list(categories)
+        self._handle.write('], "images": [')
+        self._write_list(images)
+        self._handle.write('], "annotations": [')
+        self._first = True
+
+    def _write_list(self, items: Iterable[dict]) -> None:
+        for number, item in enumerate(items):
+            self._handle.write(("," if number else "") + "\n" + json.dumps(item))
+
+    def add(self, annotation: dict) -> None:
+        """Append one round's points."""
+        self._handle.write(("\n" if self._first else ",\n") + json.dumps(annotation, separators=(",", ":")))
+        self._first = False
+
+    def close(self) -> None:
+        self._handle.write("]}\n")
+        self._handle.close()
+
+
+class MapsNpzWriter:
+    """maps.npz: one float32 256x256 array per image, keyed by `map_key`, added to the zip one at a time.
+
+    `np.load` reads it like any `np.savez_compressed` file, lazily, member by member.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED)
+
+    def add(self, key: str, array: np.ndarray) -> None:
+        """Append one image's map."""
+        with self._zip.open(f"{key}.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array(member, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+class MapsHdf5Writer:
+    """maps.h5 in the lab layout: dataset `clickmaps/<image name>/clickmap` with the map's facts as attributes."""
+
+    def __init__(self, path: Path, *, attrs: dict[str, Any]) -> None:
+        self._file = h5py.File(path, "w", track_order=True)
+        for name, value in attrs.items():
+            self._file.attrs[name] = value
+        self._group = self._file.create_group("clickmaps", track_order=True)
+
+    def add(self, key: str, array: np.ndarray, *, attrs: dict[str, Any]) -> None:
+        """Write one image's map; h5py flushes it to the file, so nothing accumulates."""
+        group = self._group.create_group(key)
+        attrs = {name: value for name, value in attrs.items() if name != "key"} | {"name": attrs.get("image")}
+        group.create_dataset("clickmap", data=np.asarray(array, dtype=np.float32), compression="gzip", shuffle=True)
+        for name, value in attrs.items():
+            if value is not None:  # HDF5 attributes have no null
+                group.attrs[name] = value
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class OverlaysZipWriter:
+    """overlays.zip: one PNG of the map over its image per image, stored (PNGs are compressed already)."""
+
+    def __init__(self, path: Path) -> None:
+        self._zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED)
+
+    def add(self, key: str, png: bytes) -> None:
+        """Append one overlay."""
+        self._zip.writestr(f"{key}.png", png)
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+class MapsIndexWriter:
+    """maps_index.csv: which image each map key is, with its class and how much data made it."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(MAP_INDEX_COLUMNS)
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Append one map's row."""
+        self._writer.writerow(["" if row[column] is None else row[column] for column in MAP_INDEX_COLUMNS])
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def write_json(path: Path, document: dict) -> None:
+    """Write a small JSON document (the manifest) readably."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2, sort_keys=False, default=str)
+        handle.write("\n")

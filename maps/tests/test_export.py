@@ -1,0 +1,231 @@
+"""Dataset exports: every format reads back and matches its manifest; filters, increments, failures, no PII."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import h5py
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from clickme_site.celery import app as celery_app
+from games.tests.factories import ExperimentFactory, UserFactory
+from maps.export_jobs import ExportRequestInvalid, create_export, export_path, last_successful_export, run_export
+from maps.export_tasks import export_dataset_task
+from maps.models import ClickMap, Export
+from maps.services import heatmap_array
+from maps.tests.export_data import ADDRESS_HASH, PANEL_ID, USER_AGENT, Played, add_round, play_experiment
+
+pytestmark = pytest.mark.django_db
+EVERY_FORMAT = ["clicks_csv", "clicks_parquet", "points_coco", "maps_npz", "maps_hdf5", "overlays_png"]
+
+
+@pytest.fixture
+def played() -> Played:
+    return play_experiment()
+
+
+@pytest.fixture
+def eager_tasks() -> Iterator[None]:
+    """Run Celery tasks in-process, even when REDIS_URL points at a broker with no worker."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+def export_of(
+    played: Played, formats: list[str] | None = None, *, since: Export | None = None, **filters: str
+) -> Export:
+    """Create and run an export synchronously, as a worker would."""
+    export = create_export(experiment=played.experiment, user=UserFactory(), formats=formats or ["clicks_csv"],
+                           filters=filters, since=since, enqueue=False)  # fmt: skip
+    return run_export(export_id=export.pk)
+
+
+def read(export: Export, name: str) -> bytes:
+    return export_path(export, name).read_bytes()
+
+
+def csv_rows(export: Export) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(read(export, "clicks.csv").decode())))
+
+
+def test_it_writes_every_format_matching_its_manifest(played: Played) -> None:
+    export = export_of(played, EVERY_FORMAT)
+    assert export.status == Export.Status.SUCCEEDED and export.progress == 1.0 and export.dataset_version
+    manifest = json.loads(read(export, "manifest.json"))
+    assert {entry["name"] for entry in manifest["files"]} == {
+        "clicks.csv", "clicks.parquet", "points_coco.json", "maps.npz", "maps.h5", "maps_index.csv", "overlays.zip",
+    }  # fmt: skip
+    for entry in manifest["files"]:
+        data = read(export, entry["name"])
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["bytes"], entry["sha256"])
+    assert export.files[:-1] == manifest["files"] and export.files[-1]["name"] == "manifest.json"
+    clicks = sum(3 + n for n in range(5)) + 5 * 4
+    assert manifest["counts"] == {"rounds": 10, "participants": 5, "images": 2, "clicks": clicks, "maps": 2}
+    assert export.counts == manifest["counts"] and manifest["dataset_version"] == export.dataset_version
+    assert manifest["filters"] == {"quality": "valid"} and manifest["parameters"]["maps"][0]["diameter"] == 21
+
+
+def test_clicks_read_back_the_same_from_csv_and_parquet(played: Played) -> None:
+    export = export_of(played, ["clicks_csv", "clicks_parquet"])
+    rows = csv_rows(export)
+    table = pq.read_table(export_path(export, "clicks.parquet")).to_pylist()
+    assert len(rows) == len(table) == export.counts["clicks"]
+    first, stored = rows[0], table[0]
+    assert list(first) == ["round", "participant", "image", "class", "seq", "x", "y", "t_ms", "outcome", "points",
+                           "partner_version", "valid", "submitted_at"]  # fmt: skip
+    assert first["image"] == stored["image"] == "tabby_cat_01.JPEG" and first["class"] == "tabby_cat"
+    assert int(first["x"]) == stored["x"] and first["participant"] == played.sessions[0].participant.username
+    assert first["partner_version"] == str(played.version) and first["submitted_at"] == "2024-03-01T10:00:00.000000Z"
+    assert [(r["round"], r["seq"]) for r in table] == sorted((r["round"], r["seq"]) for r in table)
+
+
+def test_maps_read_back_in_the_lab_layout_and_as_numpy(played: Played) -> None:
+    export = export_of(played, ["maps_npz", "maps_hdf5", "overlays_png"])
+    with h5py.File(export_path(export, "maps.h5"), "r") as lab, np.load(export_path(export, "maps.npz")) as npz:
+        assert sorted(lab["clickmaps"]) == sorted(npz.files) == ["beagle_01.JPEG", "tabby_cat_01.JPEG"]
+        for click_map in ClickMap.objects.filter(experiment=played.experiment).select_related("image__category"):
+            group = lab[f"clickmaps/{click_map.image.name}"]
+            assert group["clickmap"].dtype == np.float32 and group["clickmap"].shape == (256, 256)
+            np.testing.assert_array_equal(group["clickmap"][()], heatmap_array(click_map))
+            np.testing.assert_array_equal(npz[click_map.image.name], heatmap_array(click_map))
+            assert group.attrs["class"] == click_map.image.category.name and group.attrs["participants"] == 5
+    with zipfile.ZipFile(export_path(export, "overlays.zip")) as overlays:
+        assert sorted(overlays.namelist()) == ["beagle_01.JPEG.png", "tabby_cat_01.JPEG.png"]
+        assert overlays.read("beagle_01.JPEG.png").startswith(b"\x89PNG")
+
+
+def test_coco_points_list_each_participants_bubbles(played: Played) -> None:
+    export = export_of(played, ["points_coco"])
+    coco = json.loads(read(export, "points_coco.json"))
+    assert {c["name"] for c in coco["categories"]} == {"tabby_cat", "beagle"}
+    assert {i["file_name"] for i in coco["images"]} == {"tabby_cat_01.JPEG", "beagle_01.JPEG"}
+    assert len(coco["annotations"]) == 10
+    first = coco["annotations"][0]
+    assert first["num_keypoints"] == 3 and len(first["keypoints"]) == 9 and first["keypoints"][2::3] == [2, 2, 2]
+    assert first["participant"] == played.sessions[0].participant.username and first["t_ms"] == [0, 50, 100]
+
+
+def test_no_panel_id_or_address_leaves(played: Played) -> None:
+    export = export_of(played, EVERY_FORMAT, quality="all")
+    blobs = [read(export, entry["name"]) for entry in export.files]
+    for name in ("maps.npz", "overlays.zip"):
+        with zipfile.ZipFile(export_path(export, name)) as archive:
+            blobs += [archive.read(member) for member in archive.namelist()]
+    blobs.append(repr(pq.read_table(export_path(export, "clicks.parquet")).to_pylist()).encode())
+    for secret in (PANEL_ID, ADDRESS_HASH, USER_AGENT):
+        assert not any(secret.encode() in blob for blob in blobs), secret
+
+
+@pytest.mark.parametrize(("quality", "rounds"), [("valid", 10), ("all", 14), ("invalidated", 2)])
+def test_it_filters_by_quality(played: Played, quality: str, rounds: int) -> None:
+    export = export_of(played, quality=quality)
+    rows = csv_rows(export)
+    assert export.counts["rounds"] == rounds == len({row["round"] for row in rows})
+    assert {row["valid"] for row in rows} == {"valid": {"true"}, "all": {"true", "false"}, "invalidated": {"false"}}[
+        quality
+    ]
+
+
+def test_it_filters_by_date(played: Played) -> None:
+    assert export_of(played, **{"from": "2024-03-01", "to": "2024-03-01"}).counts["rounds"] == 5
+    assert export_of(played, **{"from": "2024-03-02"}).counts["rounds"] == 5
+    assert export_of(played, to="2024-03-01T10:02:00Z").counts["rounds"] == 3
+
+
+def test_since_last_export_counts_only_new_rounds(played: Played) -> None:
+    first = export_of(played)
+    assert last_successful_export(experiment=played.experiment) == first
+    new = add_round(played.sessions[0], played.images[1], timezone.now(), version=played.version)
+    second = export_of(played, ["clicks_csv", "maps_hdf5"], since=first)
+    assert second.counts["rounds"] == 1 and {row["round"] for row in csv_rows(second)} == {str(new.pk)}
+    manifest = json.loads(read(second, "manifest.json"))
+    assert manifest["since"] == {"export_id": first.pk, "dataset_version": first.dataset_version}
+    assert second.since == first and second.counts["maps"] == 1  # only the image the new round touched
+    assert export_of(played, since=second).counts["rounds"] == 0
+
+
+def test_a_failing_export_records_why_and_leaves_no_directory(played: Played) -> None:
+    export = create_export(experiment=played.experiment, user=UserFactory(), formats=EVERY_FORMAT, filters={},
+                           enqueue=False)  # fmt: skip
+    failing = mock.patch("maps.export_writers.MapsHdf5Writer.add", side_effect=OSError("disk full"))
+    with failing, pytest.raises(OSError, match="disk full"):
+        run_export(export_id=export.pk)
+    export.refresh_from_db()
+    assert export.status == Export.Status.FAILED and export.error == "OSError: disk full" and not export.files
+    assert not [path for path in Path(settings.EXPORT_ROOT).rglob("*") if path.is_file()]
+    assert run_export(export_id=export.pk).status == Export.Status.SUCCEEDED  # a failed export can be run again
+
+
+def test_running_a_finished_export_again_changes_nothing(played: Played) -> None:
+    export = export_of(played, ["clicks_parquet"])
+    stamp = export_path(export, "clicks.parquet").stat().st_mtime_ns
+    again = run_export(export_id=export.pk)
+    assert (again.finished_at, again.directory, again.files) == (export.finished_at, export.directory, export.files)
+    assert export_path(export, "clicks.parquet").stat().st_mtime_ns == stamp
+    assert len(list((Path(settings.EXPORT_ROOT) / played.experiment.slug).iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("formats", "filters", "message"),
+    [
+        (["clicks_xlsx"], {}, "unknown export format"),
+        (["manifest"], {}, "at least one data format"),
+        (["clicks_csv"], {"quality": "good"}, "quality must be one of"),
+        (["clicks_csv"], {"colour": "red"}, "unknown filter"),
+        (["clicks_csv"], {"from": "last tuesday"}, "must be a date"),
+        (["clicks_csv"], {"from": "2024-03-02", "to": "2024-03-01"}, "must come before"),
+    ],
+)
+def test_it_refuses_bad_requests(formats: list[str], filters: dict, message: str) -> None:
+    with pytest.raises(ExportRequestInvalid, match=message):
+        create_export(experiment=ExperimentFactory(), user=UserFactory(), formats=formats, filters=filters)
+    assert not Export.objects.exists()
+
+
+def test_an_increment_must_follow_a_success_of_the_same_experiment(played: Played) -> None:
+    other = export_of(Played(ExperimentFactory(), [], [], played.version))
+    with pytest.raises(ExportRequestInvalid, match="same experiment"):
+        create_export(experiment=played.experiment, user=UserFactory(), formats=["clicks_csv"], filters={}, since=other)
+
+
+def test_it_enqueues_on_commit_and_names_files_safely(played: Played, django_capture_on_commit_callbacks) -> None:
+    with mock.patch.object(export_dataset_task, "delay") as delay, django_capture_on_commit_callbacks(execute=True):
+        export = create_export(experiment=played.experiment, user=UserFactory(), formats=["maps_hdf5", "clicks_csv"],
+                               filters={"from": "2024-03-01"})  # fmt: skip
+        delay.assert_not_called()
+    delay.assert_called_once_with(export.pk)
+    assert export.formats == ["clicks_csv", "maps_hdf5", "manifest"] and export.status == Export.Status.PENDING
+    with pytest.raises(FileNotFoundError):
+        export_path(export, "clicks.csv")  # not written yet
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_the_task_writes_the_export_end_to_end(played: Played, django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        export = create_export(experiment=played.experiment, user=UserFactory(), formats=["clicks_csv"], filters={})
+    export.refresh_from_db()
+    assert export.status == Export.Status.SUCCEEDED and export_path(export, "clicks.csv").is_file()
+    with pytest.raises(FileNotFoundError):
+        export_path(export, "../manifest.json")
+
+
+def test_the_task_records_a_failure_from_anywhere(played: Played) -> None:
+    export = create_export(experiment=played.experiment, user=UserFactory(), formats=["clicks_csv"], filters={},
+                           enqueue=False)  # fmt: skip
+    with mock.patch("maps.export_tasks.run_export", side_effect=ValueError("broken")):
+        export_dataset_task.apply(args=[export.pk], throw=False)  # as a worker runs it: failures go to on_failure
+    export.refresh_from_db()
+    assert export.status == Export.Status.FAILED and export.error == "ValueError: broken"
