@@ -199,6 +199,10 @@ def run(
     scoring = "in the web process (no broker)" if settings.CELERY_TASK_ALWAYS_EAGER else "left to Celery workers"
     with ExitStack() as stack:
         if url is None:
+            if not settings.DEBUG and not (Path(settings.STATIC_ROOT) / "staticfiles.json").exists():
+                # With DEBUG off the pages need the hashed static manifest, or they answer 500.
+                say("collecting static files (DEBUG is off)")
+                call_command("collectstatic", "--noinput", verbosity=0)
             checkpoint = checkpoint or DEMO_CHECKPOINT
             if not checkpoint.exists():
                 raise RuntimeError(f"no checkpoint {checkpoint}: train it (make run does) or pass --checkpoint")
