@@ -97,14 +97,15 @@ def partner_process(request: pytest.FixtureRequest, settings, experiment: Experi
 def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """Headless Chromium. Playwright's sync API runs an event loop in this thread, so the test's
     own ORM reads need Django's async-safety check lifted (as Django's docs advise for Playwright)."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
+    expect.set_options(timeout=15_000)  # a busy CI machine can take seconds to load a page
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+    expect.set_options(timeout=5_000)
 
 
 def object_path(round_: Round) -> list[tuple[float, float]]:
@@ -225,8 +226,8 @@ def test_a_participant_plays_the_demo_in_chromium(
         expect(page.locator("#round-counter")).to_have_text(f"{number} / 2")
         expect(page.locator("#stage-hint")).to_be_visible()
         guesses.append(paint_round(page, shots if number == 1 else None))
-        expect(page.locator("#round-end")).to_be_visible(timeout=10_000)
-        expect(page.locator("#round-end-points")).to_have_text(re.compile(r"^\+\d+ points$"), timeout=15_000)
+        expect(page.locator("#round-end")).to_be_visible()
+        expect(page.locator("#round-end-points")).to_have_text(re.compile(r"^\+\d+ points$"))
         if number == 1:
             page.screenshot(path=shots / "play.png")
         page.get_by_role("button", name="Next" if number == 1 else "See results").click()
@@ -292,7 +293,7 @@ def play_on_a_phone(browser: object, base_url: str, shots: Path) -> None:
     page.unroute("**/clicks/")
     page.reload()
     expect(page.locator("#round-end-title")).to_have_text("Round interrupted")
-    expect(page.locator("#round-end-points")).to_have_text(re.compile(r"^\+\d+ points$"), timeout=15_000)
+    expect(page.locator("#round-end-points")).to_have_text(re.compile(r"^\+\d+ points$"))
     interrupted = Round.objects.get(client_round_id=round_id)
     assert (interrupted.status, interrupted.bubble_count) == ("scored", queued)
 
@@ -300,6 +301,6 @@ def play_on_a_phone(browser: object, base_url: str, shots: Path) -> None:
     expect(page.locator("#round-counter")).to_have_text("2 / 2")
     expect(page.locator("#stage-hint")).to_be_visible()
     finger_paint(page, touch, 40)
-    expect(page.locator("#guesses li").first).to_be_visible(timeout=5_000)
+    expect(page.locator("#guesses li").first).to_be_visible()
     page.screenshot(path=shots / "play-phone.png")
     context.close()
