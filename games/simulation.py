@@ -9,8 +9,9 @@ the pointer goes down at t = 0, then one bubble each time the timer fires (never
 
 What makes it human-like: the pointer moves between waypoints on the object at a hand's speed
 (faster than the trail can follow, so the trail lags and cuts corners), prefers the object's
-interior and parts not yet revealed, dwells a moment at each waypoint, sometimes aims off the
-object, trembles, and now and then lifts off the canvas for a few hundred ms.
+interior and parts not yet revealed, pauses for a reaction time at each waypoint while choosing
+the next, sometimes aims off the object, trembles, and now and then lifts off the canvas for a
+few hundred ms. Browser timers fire a few ms late, and now and then much later (a busy frame).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Hand:
     tremor_px: float = 1.5  # jitter of the pointer around where the hand means it to be
     aim_px: float = 4.0  # how far a waypoint lands from the point aimed at
     off_object: float = 0.05  # share of waypoints aimed well off the object (σ 14 px)
-    dwell_ms: tuple[int, int] = (0, 150)  # pause at a waypoint before moving on
+    reaction_ms: tuple[int, int] = (80, 250)  # at a waypoint, the eye picks the next part before the hand moves
     lift: float = 0.04  # chance, at each waypoint, of lifting the pointer
     lift_ms: tuple[int, int] = (120, 450)
     late_ms: float = 2.0  # mean lateness of a timer (exponential): setTimeout never fires early
@@ -156,7 +157,7 @@ class _Waypoints:
 
 
 class _Pointer:
-    """The pointer over time: moves from waypoint to waypoint, dwells, sometimes lifts."""
+    """The pointer over time: moves from waypoint to waypoint, pauses to react, sometimes lifts."""
 
     def __init__(self, waypoints: _Waypoints, hand: Hand, rng: np.random.Generator) -> None:
         self.waypoints, self.hand, self.rng = waypoints, hand, rng
@@ -164,7 +165,7 @@ class _Pointer:
         self.position = np.array(waypoints.first())
         self.goal = np.array(waypoints.next(self.position))
         self.clock = 0.0  # ms up to which the motion has been simulated
-        self.still_until = 0.0  # dwelling at a waypoint
+        self.still_until = 0.0  # reacting at a waypoint
         self.up_until = 0.0  # lifted off the canvas
 
     def at(self, t_ms: float) -> tuple[Point, bool]:
@@ -187,7 +188,7 @@ class _Pointer:
         return (float(x), float(y)), t_ms >= self.up_until
 
     def _arrive(self) -> None:
-        pause = float(self.rng.uniform(*self.hand.dwell_ms))
+        pause = float(self.rng.uniform(*self.hand.reaction_ms))
         self.still_until = self.clock + pause
         if self.rng.random() < self.hand.lift:
             self.up_until = self.clock + pause + float(self.rng.uniform(*self.hand.lift_ms))
