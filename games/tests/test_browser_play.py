@@ -25,6 +25,7 @@ import pytest
 from django.core.management import call_command
 from PIL import Image as PILImage
 
+from games.management.commands.seed_demo import DEMO_PARTNER
 from games.models import Experiment, PartnerGuess, Round
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,18 +61,23 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def partner_process(request: pytest.FixtureRequest, settings, experiment: Experiment, tmp_path: Path) -> Iterator[str]:
-    """`python -m model_server.serve` on a free port, reading the site's media; the site points at it."""
+def partner_process(request: pytest.FixtureRequest, settings, tmp_path: Path) -> Iterator[str]:
+    """`python -m model_server.serve` on a free port, reading the site's media; the site points at it.
+
+    The demo is seeded while the server imports torch and loads its checkpoint.
+    """
     checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
     port = free_port()
+    Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "model_server.serve", "--checkpoint", str(checkpoint),
-               "--name", experiment.partner.name, "--image-root", str(settings.MEDIA_ROOT), "--port", str(port),
+               "--name", DEMO_PARTNER, "--image-root", str(settings.MEDIA_ROOT), "--port", str(port),
                "--workers", "1", "--max-delay-ms", "2", "--device", "cpu"]  # fmt: skip
     log_path = tmp_path / "partner.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
+        request.getfixturevalue("experiment")
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, f"the partner server exited:\n{log_path.read_text()}"
@@ -137,7 +143,9 @@ def playing_round(client_round_id: str) -> Round:
 
 def current_round_id(page: object) -> str:
     """The client_round_id the page keeps in localStorage for the round it plays."""
-    return page.evaluate("JSON.parse(localStorage.getItem('clickme:current:demo'))")
+    return page.evaluate(
+        "JSON.parse(Object.entries(localStorage).find(([key]) => key.startsWith('clickme:current:demo:'))[1])"
+    )
 
 
 def shown_guesses(page: object) -> tuple[str, str] | None:
@@ -201,7 +209,7 @@ def consent_and_start(page: object, base_url: str, shots: Path | None = None) ->
 
 
 def test_a_participant_plays_the_demo_in_chromium(
-    live_server, experiment, partner_process, browser, eager_tasks, settings, tmp_path
+    live_server, partner_process, experiment, browser, eager_tasks, settings, tmp_path
 ) -> None:
     from playwright.sync_api import expect
 

@@ -55,7 +55,7 @@ async function refresh(url) {
 }
 
 function complete() {
-  forgetSession(section.dataset.experiment); // the session is over: a later visit starts anew
+  forgetSession(section.dataset.scope); // the session is over: a later visit starts anew
   const code = $("completion-code");
   const copy = $("copy-code");
   if (code && copy && navigator.clipboard) {

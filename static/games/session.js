@@ -5,13 +5,15 @@ import { ApiError, getJSON, postJSON, sleep, withRetry } from "./api.js";
 import * as store from "./uploads.js";
 
 export function createSessionClient(config) {
-  const slug = config.experiment;
+  const scope = `${config.experiment}:${config.username}`;
   const roundUrl = (id, action = "") => `${config.urls.rounds}${id}/${action}`;
   let sessionId = null;
+  let lastCanvasSize = { width: 0, height: 0 };
 
   // The session of this browser (kept across reloads), or a new one recording the device.
-  async function open(canvasSize) {
-    sessionId = store.savedSession(slug);
+  async function open(canvasSize, { fresh = false } = {}) {
+    lastCanvasSize = canvasSize;
+    sessionId = fresh ? null : store.savedSession(scope);
     if (sessionId !== null) return sessionId;
     const device = {
       screen_width: window.screen.width,
@@ -23,7 +25,7 @@ export function createSessionClient(config) {
     };
     const answer = await withRetry(() => postJSON(config.urls.session, device));
     sessionId = answer.session_id;
-    store.saveSession(slug, sessionId);
+    store.saveSession(scope, sessionId);
     return sessionId;
   }
 
@@ -32,20 +34,21 @@ export function createSessionClient(config) {
     open,
     summary: () => getJSON(config.urls.summary),
     // The current round's state (new, or the one a reload left), or null when all are played.
-    async startRound() {
-      const id = store.currentRoundId(slug);
+    async startRound(retried = false) {
+      const id = store.currentRoundId(scope);
       try {
         const body = { session_id: sessionId, client_round_id: id };
         return { id, state: await withRetry(() => postJSON(config.urls.rounds, body)) };
       } catch (error) {
         if (error.status === 409) return null; // the session has played all its rounds
-        if (error.status === 404) store.forgetSession(slug); // stale: the next load starts anew
-        throw error;
+        if (error.status !== 404 || retried) throw error;
+        await open(lastCanvasSize, { fresh: true }); // a stale saved session: start a new one
+        return this.startRound(true);
       }
     },
-    forgetRound: (id) => store.forgetRound(slug, id),
+    forgetRound: (id) => store.forgetRound(scope, id),
     finish() {
-      store.forgetSession(slug);
+      store.forgetSession(scope);
       window.location.assign(config.urls.results);
     },
     // Upload what is left, then submit; the server's next_seq settles any disagreement on the
@@ -62,7 +65,7 @@ export function createSessionClient(config) {
         try {
           const body = { outcome, bubble_count: count };
           const state = await withRetry(() => postJSON(roundUrl(id, "submit/"), body), { giveUpMs: 20000 });
-          store.forgetRound(slug, id);
+          store.forgetRound(scope, id);
           return state;
         } catch (error) {
           const nextSeq = error.body?.next_seq;

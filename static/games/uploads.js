@@ -31,20 +31,23 @@ function uuid4() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-// The experiment's round in progress: the same id until that round is submitted.
-export function currentRoundId(slug) {
-  let id = read(CURRENT_KEY + slug);
+// Keys are scoped to "<experiment>:<username>", so that a browser shared by two participants
+// (or a cleared cookie) never carries one participant's round into another's.
+
+// The round in progress: the same id until that round is submitted.
+export function currentRoundId(scope) {
+  let id = read(CURRENT_KEY + scope);
   if (typeof id !== "string") {
     id = uuid4();
-    write(CURRENT_KEY + slug, id);
+    write(CURRENT_KEY + scope, id);
   }
   return id;
 }
 
 // Forget a submitted round: its queue and, if it is the current one, the pointer to it.
-export function forgetRound(slug, id) {
+export function forgetRound(scope, id) {
   remove(ROUND_KEY + id);
-  if (read(CURRENT_KEY + slug) === id) remove(CURRENT_KEY + slug);
+  if (read(CURRENT_KEY + scope) === id) remove(CURRENT_KEY + scope);
 }
 
 // The play session is kept across reloads (until its rounds are done, at most SESSION_TTL_MS),
@@ -52,18 +55,18 @@ export function forgetRound(slug, id) {
 const SESSION_KEY = "clickme:session:";
 const SESSION_TTL_MS = 6 * 3600 * 1000;
 
-export function savedSession(slug) {
-  const saved = read(SESSION_KEY + slug);
+export function savedSession(scope) {
+  const saved = read(SESSION_KEY + scope);
   const fresh = saved && Number.isInteger(saved.id) && Date.now() - saved.at < SESSION_TTL_MS;
   return fresh ? saved.id : null;
 }
 
-export function saveSession(slug, id) {
-  write(SESSION_KEY + slug, { id, at: Date.now() });
+export function saveSession(scope, id) {
+  write(SESSION_KEY + scope, { id, at: Date.now() });
 }
 
-export function forgetSession(slug) {
-  remove(SESSION_KEY + slug);
+export function forgetSession(scope) {
+  remove(SESSION_KEY + scope);
 }
 
 export function createUploader({ clicksUrl, clientRoundId, onRetry = () => {} }) {
