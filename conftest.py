@@ -22,7 +22,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if database["ENGINE"].endswith("sqlite3"):
         # A file, not SQLite's shared in-memory database: that one answers concurrent writers
         # from the live server's threads with "table is locked" instead of waiting its turn.
-        database.setdefault("TEST", {})["NAME"] = str(Path(tempfile.gettempdir()) / f"clickme-test-{os.getpid()}.sqlite3")
+        test_file = Path(tempfile.gettempdir()) / f"clickme-test-{os.getpid()}.sqlite3"
+        database.setdefault("TEST", {})["NAME"] = str(test_file)
     settings.SECURE_SSL_REDIRECT = False
     settings.CSRF_COOKIE_SECURE = settings.SESSION_COOKIE_SECURE = False  # else live-server clients never send them
     settings.STORAGES = {

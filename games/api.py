@@ -22,7 +22,7 @@ from games.serializers import (
     round_state,
 )
 from games.services.participants import address_hash
-from games.services.rounds import Conflict, live_guess, start_round, start_session, store_clicks, submit_round
+from games.services.rounds import Conflict, live_guess, open_session, start_round, store_clicks, submit_round
 from games.services.summary import summary
 from model_server.client import PartnerError
 
@@ -81,12 +81,13 @@ class SessionStartApi(GameApi):
     def post(self, request: Request, slug: str) -> Response:
         experiment = get_object_or_404(Experiment, slug=slug, status=Experiment.Status.LIVE)
         device = self.valid(SessionStartSerializer, request)
-        session = start_session(
+        session = open_session(
             participant=self.participant, experiment=experiment, device=device,
             address_hash=address_hash(request.META.get("REMOTE_ADDR", "")),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
         )  # fmt: skip
-        body = {"session_id": session.pk, "rounds_done": 0, "rounds_total": experiment.rounds_per_session}
+        rounds_done = session.rounds.count()
+        body = {"session_id": session.pk, "rounds_done": rounds_done, "rounds_total": experiment.rounds_per_session}
         return Response(body, status=status.HTTP_201_CREATED)
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
-from django.db import IntegrityError, transaction
-from django.utils import timezone
 from celery.exceptions import Retry
+from django.db import IntegrityError, transaction
+from django.db.models import Count
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from games.models import Click, Experiment, Participant, PlaySession, Round
@@ -21,6 +23,7 @@ from model_server.seeds import noise_seed
 logger = logging.getLogger(__name__)
 
 GUESSES_SHOWN = 5  # the page shows the partner's five best guesses whatever the experiment's k
+RESUME_WITHIN = timedelta(hours=6)
 
 
 class Conflict(Exception):
@@ -41,9 +44,25 @@ class LiveGuess:
     recognised: bool
 
 
-def start_session(*, participant: Participant, experiment: Experiment, device: dict, address_hash: str,
-                  user_agent: str) -> PlaySession:
-    """Open a play session recording the device it is played on."""
+def open_session(
+    *, participant: Participant, experiment: Experiment, device: dict, address_hash: str, user_agent: str
+) -> PlaySession:
+    """Resume the participant's unfinished session in this experiment, or open a new one.
+
+    A reload or a second tab must not restart the count at round 1 (and push completion
+    further away); a session older than RESUME_WITHIN is left behind as abandoned.
+    """
+    unfinished = (
+        participant.sessions.filter(
+            experiment=experiment, invalidated_at__isnull=True, started_at__gte=timezone.now() - RESUME_WITHIN
+        )
+        .annotate(played=Count("rounds"))
+        .filter(played__lt=experiment.rounds_per_session)
+        .order_by("-started_at")
+        .first()
+    )
+    if unfinished is not None:
+        return unfinished
     return PlaySession.objects.create(
         participant=participant, experiment=experiment, address_hash=address_hash, user_agent=user_agent[:500],
         **device,

@@ -42,6 +42,14 @@ def test_a_reload_resumes_the_same_round(new_player) -> None:
     assert again.json()["next_seq"] == 10 and again.json()["image_url"] == first.json()["image_url"]
 
 
+def test_reopening_the_game_resumes_the_unfinished_session(new_player) -> None:
+    player = new_player()
+    first_session = player.session_id
+    player.start_round()
+    again = player.start_session().json()
+    assert again["session_id"] == first_session and again["rounds_done"] == 1
+
+
 def test_a_session_plays_its_number_of_rounds_then_completes(new_player, partner, eager_tasks) -> None:
     player = new_player()
     images = set()
