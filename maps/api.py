@@ -166,7 +166,8 @@ class ExportDetailApi(generics.RetrieveAPIView):
 class ExportFileApi(FileApi):
     """Download one file of a finished export, streamed from disk."""
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    # Any type: the Content-Type follows the file (text/csv, application/json, application/zip ...).
+    @extend_schema(responses={(200, "*/*"): OpenApiTypes.BINARY})
     def get(self, request: Request, export_id: int, name: str) -> FileResponse:
         visible = visible_experiments(request.user).values("pk")
         export = get_object_or_404(Export, pk=export_id, experiment__in=visible, status=Export.Status.SUCCEEDED)
