@@ -126,18 +126,21 @@ def test_concurrent_requests_are_merged_into_batches(server: RunningServer) -> N
 
 def test_a_full_queue_answers_503_at_once(root: Path) -> None:
     settings = ServerSettings(
-        checkpoint=root / "v1.pt", image_root=root / "images", max_queue=1, max_delay_ms=400, workers=1
+        checkpoint=root / "v1.pt", image_root=root / "images", max_queue=1, max_delay_ms=1500, workers=1
     )
     with run_server(settings) as running, ThreadPoolExecutor(1) as pool:
         body = infer_body(["birds/a.png"], BUBBLES[:1], [1])
         url = running.url + "/v2/models/partner/infer"
-        first = pool.submit(httpx.post, url, json=body)  # holds the only queue slot for 400 ms
-        time.sleep(0.1)
+        first = pool.submit(httpx.post, url, json=body)  # holds the only queue slot for 1.5 s
+        deadline = time.monotonic() + 1.0
+        while running.state.batcher.queued_items == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
         started = time.perf_counter()
         second = httpx.post(url, json=body)
         assert second.status_code == 503
         assert "overloaded" in second.json()["error"]
-        assert time.perf_counter() - started < 0.2
+        assert second.headers["Retry-After"] == "1"
+        assert time.perf_counter() - started < 0.5  # answered at once, not after the 1.5 s batch delay
         assert first.result().status_code == 200
 
 
