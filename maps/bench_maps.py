@@ -1,8 +1,7 @@
 """Simulated clicks on the demo set, and the benchmark of vectorised maps against the lab's per-click way.
 
-The clicks follow each demo image's object mask (SPEC §8): every simulated participant has a
-few favourite parts of the object (people agree on the object, not on every pixel), places
-most bubbles around them with jitter, some anywhere on the object, and a few anywhere at all.
+The clicks are painted on each demo image's object mask by the game's own simulated players
+(SPEC §8), so tests of reliability and the benchmark see trails like the ones played.
 """
 
 from __future__ import annotations
@@ -49,31 +48,26 @@ def demo_masks(n_images: int, seed: int = 0) -> np.ndarray:
     return np.stack([sample.mask for _, sample in zip(range(n_images), samples, strict=False)])
 
 
-def simulate(
-    masks: np.ndarray, participants: int, clicks: int = 60, seed: int = 0, jitter: float = 8.0, stray: float = 0.15
-) -> SimulatedClicks:
-    """`participants` simulated players per image, each placing about `clicks` bubbles (SPEC §8)."""
+def simulate(masks: np.ndarray, participants: int, clicks: int = 60, seed: int = 0) -> SimulatedClicks:
+    """`participants` simulated players per image, each painting about `clicks` bubbles (SPEC §8).
+
+    Each trail is painted by the game's simulated player (games.simulation.paint: a pointer
+    touring the object with human-like speed, tremor, lifts and off-object aims) and cut where
+    the partner would have recognised the image: after a normally distributed number of
+    bubbles around `clicks` (σ = clicks / 3, at least 10).
+    """
+    from games.simulation import Rules, paint
+
     rng = np.random.default_rng(seed)
     owner_image, click_owner, xs, ys = [], [], [], []
     for image, mask in enumerate(masks):
-        on_object = np.argwhere(mask)[:, ::-1]  # (x, y)
         for _ in range(participants):
-            owner = len(owner_image)
+            trail = np.array(paint(mask, Rules(), rng))
+            cut = int(np.clip(rng.normal(clicks, clicks / 3), 10, len(trail)))
+            click_owner.append(np.full(cut, len(owner_image)))
             owner_image.append(image)
-            n = max(2, int(rng.poisson(clicks)))
-            favourites = on_object[rng.integers(len(on_object), size=3)]
-            centres = np.where(
-                (rng.random(n) < 0.6)[:, None],
-                favourites[rng.integers(3, size=n)],
-                on_object[rng.integers(len(on_object), size=n)],
-            )
-            points = centres + rng.normal(0.0, jitter, size=(n, 2))
-            strays = rng.random(n) < stray
-            points[strays] = rng.uniform(0, SIZE, size=(int(strays.sum()), 2))
-            points = np.clip(np.rint(points), 0, SIZE - 1).astype(np.int64)
-            xs.append(points[:, 0])
-            ys.append(points[:, 1])
-            click_owner.append(np.full(n, owner))
+            xs.append(trail[:cut, 0])
+            ys.append(trail[:cut, 1])
     return SimulatedClicks(np.array(owner_image), np.concatenate(click_owner), np.concatenate(xs), np.concatenate(ys))
 
 

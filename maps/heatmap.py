@@ -16,6 +16,10 @@ import numpy as np
 from scipy import ndimage
 
 BLURS = ("disk", "gaussian")
+# Images disk-blurred together. A pass sweeps ~13 arrays of the block's size 21 times; one image's
+# (256 KB each) stay in cache, a batch's do not: blocks of 1 measured 2-3× faster per image than
+# blocks of 32 (and faster than an FFT over the whole batch). Everything else runs on the batch.
+_BLOCK = 1
 
 
 @dataclass(frozen=True)
@@ -128,8 +132,11 @@ def _blur(sums: np.ndarray, participants: np.ndarray, params: MapParameters) -> 
         # Exact either way; int32 halves the memory traffic whenever no sum can overflow it.
         fits = int(sums.sum()) * area**params.passes < np.iinfo(np.int32).max
         blurred = sums.astype(np.int32 if fits else np.int64)
-        for _ in range(params.passes):
-            blurred = _disk_pass(blurred, runs)
+        for start in range(0, len(blurred), _BLOCK):
+            block = blurred[start : start + _BLOCK]
+            for _ in range(params.passes):
+                block = _disk_pass(block, runs)
+            blurred[start : start + _BLOCK] = block
         # Dividing the exact integer result once gives the mean map blurred by the normalised disk.
         scale = participants.astype(np.float64) * float(area) ** params.passes
         return blurred / scale[:, None, None]
