@@ -94,8 +94,10 @@ class ClicksCsvWriter:
     def write(self, batch: pa.RecordBatch) -> None:
         """Append one chunk of bubbles."""
         index = batch.schema.get_field_index("submitted_at")
-        # ISO 8601 with a 'T' and 'Z': Arrow's default timestamp text has a space instead.
-        stamps = pc.strftime(batch.column(index), format="%Y-%m-%dT%H:%M:%SZ")
+        # ISO 8601 with a 'T' and 'Z' (Arrow's default text has a space). A page has one time per
+        # round, so format the distinct values only: formatting every bubble's copy is 10x slower.
+        encoded = pc.dictionary_encode(batch.column(index))
+        stamps = pc.strftime(encoded.dictionary, format="%Y-%m-%dT%H:%M:%SZ").take(encoded.indices)
         self._writer.write_batch(batch.set_column(index, "submitted_at", stamps))
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from django.db.models import Count, Q, QuerySet
 
-from games.models import Category, Click, Image, Participant, Round
+from games.models import IMAGE_SIZE, Category, Click, Image, Participant, Round
 from maps.models import ClickMap, Export
 
 ROUND_CHUNK = 1000  # rounds per page: ~50k bubbles at ~50 per round, one Parquet row group
@@ -150,7 +150,7 @@ def _coco_header(rounds: QuerySet[Round]) -> tuple[Iterator[dict], Iterator[dict
     return (
         ({"id": pk, "name": name, "supercategory": ""} for page in _pages(categories, 1000, "pk", "name")
          for pk, name in page),
-        ({"id": pk, "file_name": name, "width": 256, "height": 256, "category_id": category}
+        ({"id": pk, "file_name": name, "width": IMAGE_SIZE, "height": IMAGE_SIZE, "category_id": category}
          for page in _pages(images, 1000, "pk", "name", "category_id") for pk, name, category in page),
     )  # fmt: skip
 
