@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.db.models import Count, IntegerField, Max, Min, OuterRef, Prefetch, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, TruncDate
@@ -31,9 +31,13 @@ class Chart:
     plot: dict = field(default_factory=dict)
 
 
-def bar_chart(series: list[tuple[str, float]], *, width: int = 640, height: int = 200, max_value: float | None = None,
-              reference: tuple[float, str] | None = None, max_labels: int = 10) -> Chart:
-    """Lay out one bar per (label, value), on a y axis from 0 to a round number at or above the largest value."""
+def bar_chart(series: list[tuple[str, float]], *, width: int = 360, height: int = 180, max_value: float | None = None,
+              reference: tuple[float, str] | None = None, max_labels: int = 6) -> Chart:
+    """Lay out one bar per (label, value), on a y axis from 0 to a round number at or above the largest value.
+
+    The default size is about the size a chart is drawn at in the dashboard's grid, so that its
+    11-unit text appears at about 11 px.
+    """
     left, right, top, bottom = 40, 8, 12, 26  # room for tick labels on the left and day labels below
     plot_width, plot_height = width - left - right, height - top - bottom
     top_value = max_value or _nice_ceiling(max((value for _, value in series), default=0))
@@ -52,7 +56,9 @@ def bar_chart(series: list[tuple[str, float]], *, width: int = 640, height: int 
         chart.bars.append({**rounded, "label": label, "value": text})
         if index % label_every == 0:
             chart.labels.append({"x": round(x + step / 2, 1), "y": height - 8, "text": label})
-    for fraction in (0, 0.5, 1):
+    # Counts get no tick at a half (2.5 participants); fractions such as Spearman's do.
+    counts = all(isinstance(value, int) for _, value in series)
+    for fraction in (0, 1) if counts and top_value % 2 else (0, 0.5, 1):
         chart.ticks.append({"x": left - 6, "y": round(top + plot_height * (1 - fraction), 1),
                             "text": f"{top_value * fraction:g}"})  # fmt: skip
     if reference is not None:
@@ -102,7 +108,7 @@ def image_progress(experiment: Experiment) -> dict:
         segments.append({"class": name, "count": count, "x": round(offset, 2), "width": round(width, 2)})
         offset += width
     return {"total": total, "target": target, "at_target": at_target, "started": started,
-            "not_started": not_started, "segments": segments, "chart": bar_chart(series, height=180)}  # fmt: skip
+            "not_started": not_started, "segments": segments, "chart": bar_chart(series, max_labels=12)}  # fmt: skip
 
 
 def _days(experiment: Experiment, today: date) -> list[date]:
@@ -118,8 +124,11 @@ def _days(experiment: Experiment, today: date) -> list[date]:
 
 def _per_day(experiment: Experiment, aggregate: Count, today: date | None) -> Chart:
     days = _days(experiment, today or timezone.localdate())
+    # A range on the column itself (not `__date`), so round_experiment_time_idx answers it.
+    zone = timezone.get_current_timezone()
+    start, end = (datetime.combine(day, time.min, tzinfo=zone) for day in (days[0], days[-1] + timedelta(days=1)))
     rows = (
-        Round.objects.filter(experiment=experiment, submitted_at__date__gte=days[0], submitted_at__date__lte=days[-1])
+        Round.objects.filter(experiment=experiment, submitted_at__gte=start, submitted_at__lt=end)
         .annotate(day=TruncDate("submitted_at")).values("day").annotate(n=aggregate).values_list("day", "n")
     )  # fmt: skip
     counts = dict(rows)
@@ -145,15 +154,31 @@ def reliability_summary(experiment: Experiment) -> dict:
     histogram = [0] * 10
     for value in values:
         histogram[min(max(int(value * 10), 0), 9)] += 1  # negative values land in the lowest bin
-    per_image = bar_chart([(f"{low / 10:.1f}", n) for low, n in enumerate(histogram)], height=160)
+    per_image = bar_chart([(f"{low / 10:.1f}", n) for low, n in enumerate(histogram)], width=540, max_labels=10)
     summary = {"report": report, "image_count": len(values), "per_image": per_image}
     if report is not None:
         bars = [("ceiling ρ", report.ceiling_spearman), ("floor ρ", report.floor_spearman)]
         if report.ceiling_auc is not None and report.floor_auc is not None:
             bars += [("ceiling AUC", report.ceiling_auc), ("floor AUC", report.floor_auc)]
-        summary["overall"] = bar_chart(bars, width=360, height=180, max_value=1.0,
+        summary["overall"] = bar_chart(bars, width=540, max_value=1.0,
                                        reference=(PUBLISHED_CEILING, "ImageNet ClickMe ceiling"))  # fmt: skip
     return summary
+
+
+def experiment_list(experiments: QuerySet[Experiment]) -> QuerySet[Experiment]:
+    """Experiments with their image and round counts, newest first."""
+    # Subqueries rather than two joined Counts, which would multiply images by rounds before counting.
+    images = Image.objects.filter(image_set=OuterRef("image_set")).values("image_set").annotate(n=Count("pk"))
+    rounds = Round.objects.filter(experiment=OuterRef("pk")).values("experiment").annotate(n=Count("pk"))
+    return (
+        experiments.select_related("image_set", "owner")
+        .annotate(image_count=_count(images), round_count=_count(rounds))
+        .order_by("-created_at")
+    )
+
+
+def _count(counted: QuerySet) -> Coalesce:
+    return Coalesce(Subquery(counted.values("n")), Value(0), output_field=IntegerField())
 
 
 def gallery_images(experiment: Experiment) -> QuerySet[Image]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -32,11 +31,7 @@ RECENT_EXPORTS = 10
 @login_required(login_url="maps:login")
 def experiment_list(request: HttpRequest) -> HttpResponse:
     """The experiments the researcher may see, with their size and activity."""
-    experiments = (
-        visible_experiments(request.user).select_related("image_set", "owner")
-        .annotate(image_count=Count("image_set__images", distinct=True), round_count=Count("rounds", distinct=True))
-        .order_by("-created_at")
-    )  # fmt: skip
+    experiments = dashboard.experiment_list(visible_experiments(request.user))
     return render(request, "maps/experiment_list.html", {"experiments": experiments})
 
 

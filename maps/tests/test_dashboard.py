@@ -7,8 +7,15 @@ from datetime import date, timedelta
 import pytest
 from django.urls import reverse
 
-from games.tests.factories import UserFactory
-from maps.dashboard import active_participants_per_day, bar_chart, image_progress, rounds_per_day
+from games.models import Experiment
+from games.tests.factories import ImageFactory, UserFactory
+from maps.dashboard import (
+    active_participants_per_day,
+    bar_chart,
+    experiment_list,
+    image_progress,
+    rounds_per_day,
+)
 from maps.tests.export_data import DAY_ONE, DAY_TWO, play_experiment
 from maps.tests.test_api_ownership import make_world
 
@@ -70,3 +77,10 @@ def test_bar_chart_scales_to_a_round_number() -> None:
     assert [tick["text"] for tick in chart.ticks] == ["0", "5", "10"]
     heights = [bar["height"] for bar in chart.bars]
     assert heights[1] == pytest.approx(heights[0] * 7 / 3, abs=0.2) and heights[2] == 0
+
+
+def test_the_experiment_list_counts_images_and_rounds() -> None:
+    played = play_experiment()
+    ImageFactory(image_set=played.experiment.image_set)
+    row = experiment_list(Experiment.objects.filter(pk=played.experiment.pk)).get()
+    assert (row.image_count, row.round_count) == (3, played.all_rounds)
