@@ -26,9 +26,11 @@ api_urlpatterns = [
          name="api-export-file"),
 ]  # fmt: skip
 
+login = auth_views.LoginView.as_view(template_name="maps/login.html", next_page="maps:dashboard")
+
 urlpatterns = [
     *api_urlpatterns,
-    path("dashboard/login/", auth_views.LoginView.as_view(template_name="maps/login.html"), name="login"),
+    path("dashboard/login/", login, name="login"),
     path("dashboard/logout/", auth_views.LogoutView.as_view(next_page="maps:login"), name="logout"),
     path("dashboard/", views.experiment_list, name="dashboard"),
     path("dashboard/<slug:slug>/", views.experiment_detail, name="dashboard-experiment"),

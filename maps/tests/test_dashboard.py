@@ -84,3 +84,11 @@ def test_the_experiment_list_counts_images_and_rounds() -> None:
     ImageFactory(image_set=played.experiment.image_set)
     row = experiment_list(Experiment.objects.filter(pk=played.experiment.pk)).get()
     assert (row.image_count, row.round_count) == (3, played.all_rounds)
+
+
+def test_a_researcher_signs_in_to_the_dashboard(client) -> None:
+    researcher = UserFactory()
+    researcher.set_password(password := "a long enough password")
+    researcher.save()
+    response = client.post(reverse("maps:login"), {"username": researcher.username, "password": password})
+    assert response["Location"] == reverse("maps:dashboard")
