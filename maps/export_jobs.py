@@ -178,7 +178,8 @@ def run_export(*, export_id: int, root: Path | None = None, on_progress: Progres
     if export is None:  # finished already, or running in another worker
         return Export.objects.get(pk=export_id)
     logger.info("export %s of %s started", export.pk, export.experiment.slug)
-    root = Path(root or settings.EXPORT_ROOT)
+    export_root = Path(settings.EXPORT_ROOT)
+    root = Path(root) if root else export_root
     final = root / export.experiment.slug / f"{export.pk}-{export.started_at:%Y%m%dT%H%M%S%fZ}"
     partial = final.with_name(final.name + ".partial")
     try:
@@ -192,7 +193,7 @@ def run_export(*, export_id: int, root: Path | None = None, on_progress: Progres
         writers.write_json(partial / MANIFEST, manifest(export, files=files, counts=counts, version=version))
         files.append(writers.file_digest(partial / MANIFEST))
         partial.rename(final)
-        directory = final.relative_to(settings.EXPORT_ROOT) if final.is_relative_to(settings.EXPORT_ROOT) else final
+        directory = final.relative_to(export_root) if final.is_relative_to(export_root) else final
         ours = Export.objects.filter(pk=export.pk, status=Export.Status.RUNNING, started_at=export.started_at)
         finished = ours.update(
             status=Export.Status.SUCCEEDED, progress=1.0, counts=counts, files=files, parameters=export.parameters,

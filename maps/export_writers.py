@@ -50,6 +50,7 @@ COLUMN_DOCS = {
     "valid": "whether the round counts: scored, not skipped, not invalidated, participant not shadow-banned",
     "submitted_at": "when the round was submitted (UTC, ISO 8601)",
 }
+HDF5_ATTRS = ["class", "participants", "rounds", "clicks", "split_half_spearman"]  # plus "name", the image's
 MAP_INDEX_COLUMNS = ["key", "image", "class", "participants", "rounds", "clicks", "split_half_spearman"]
 BLOCK = 1 << 20  # bytes per read when checksumming
 
@@ -178,7 +179,6 @@ class MapsHdf5Writer:
     def add(self, key: str, array: np.ndarray, *, attrs: dict[str, Any]) -> None:
         """Write one image's map; h5py flushes it to the file, so nothing accumulates."""
         group = self._group.create_group(key)
-        attrs = {name: value for name, value in attrs.items() if name != "key"} | {"name": attrs.get("image")}
         group.create_dataset("clickmap", data=np.asarray(array, dtype=np.float32), compression="gzip", shuffle=True)
         for name, value in attrs.items():
             if value is not None:  # HDF5 attributes have no null

@@ -220,7 +220,8 @@ def _write_maps(export: Export, rounds: QuerySet[Round], directory: Path, tick: 
                     if npz is not None:
                         npz.add(facts["key"], array)
                     if hdf5 is not None:
-                        hdf5.add(facts["key"], array, attrs=facts)
+                        attrs = {"name": facts["image"]} | {name: facts[name] for name in writers.HDF5_ATTRS}
+                        hdf5.add(facts["key"], array, attrs=attrs)
                 if overlays is not None:
                     overlays.add(facts["key"], overlay_png(click_map))
                 parameters.setdefault(json.dumps(click_map.parameters, sort_keys=True), click_map.parameters)

@@ -107,6 +107,22 @@ def test_maps_read_back_in_the_lab_layout_and_as_numpy(played: Played) -> None:
         assert overlays.read("beagle_01.JPEG.png").startswith(b"\x89PNG")
 
 
+def test_pages_of_rounds_stream_the_same_rows_and_report_progress(played: Played) -> None:
+    whole = export_of(played, ["clicks_csv", "points_coco"], quality="all")
+    paged = create_export(experiment=played.experiment, user=UserFactory(), formats=["clicks_csv", "points_coco"],
+                          filters={"quality": "all"}, enqueue=False)  # fmt: skip
+    seen: list[tuple[int, int, int]] = []
+    with mock.patch("maps.exports.ROUND_CHUNK", 3), mock.patch("maps.export_jobs.PROGRESS_EVERY_S", 0):
+        paged = run_export(
+            export_id=paged.pk, on_progress=lambda done, total, n: seen.append((done, total, n["clicks"]))
+        )
+    assert [done for done, _, _ in seen] == [3, 6, 9, 12, 14] and {total for _, total, _ in seen} == {14}
+    assert seen[-1][2] == paged.counts["clicks"] and csv_rows(paged) == csv_rows(whole)
+    assert read(paged, "points_coco.json") == read(whole, "points_coco.json").replace(
+        f'"export": {whole.pk}'.encode(), f'"export": {paged.pk}'.encode()
+    )
+
+
 def test_coco_points_list_each_participants_bubbles(played: Played) -> None:
     export = export_of(played, ["points_coco"])
     coco = json.loads(read(export, "points_coco.json"))
