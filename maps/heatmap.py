@@ -185,6 +185,23 @@ def kernel(params: MapParameters) -> np.ndarray:
     return gaussian_kernel(params.gaussian_size, params.gaussian_sigma)
 
 
+# A jet-like ramp (dark blue → blue → cyan → yellow → red → dark red), the lab's usual look.
+_RAMP = np.array([[0, 0, 128], [0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0], [128, 0, 0]], dtype=np.float64)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.5) -> np.ndarray:
+    """An RGB image (H, W, 3, uint8) with a map in [0, 1] laid over it in colour (uint8).
+
+    Each pixel is mixed with the colour of its heat in proportion alpha × heat, so cold
+    regions show the image untouched.
+    """
+    positions = np.linspace(0.0, 1.0, len(_RAMP))
+    colour = np.stack([np.interp(heat, positions, _RAMP[:, c]) for c in range(3)], axis=-1)
+    weight = (alpha * np.asarray(heat, dtype=np.float64))[..., None]
+    mixed = np.asarray(image, dtype=np.float64) * (1 - weight) + colour * weight
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
 __all__ = [
     "BLURS",
     "MapParameters",
@@ -194,4 +211,5 @@ __all__ = [
     "disk_kernel",
     "gaussian_kernel",
     "kernel",
+    "overlay",
 ]

@@ -2,7 +2,8 @@
 
 A map is always recomputed from the raw clicks of the rounds the selection rule picks
 (`map_rounds`), never patched, so building it again from the same data gives the same .npy
-bytes. Files are named by a hash of their content: an unchanged rebuild rewrites nothing.
+bytes. Files are named by a hash of their content: an unchanged rebuild rewrites nothing, and
+files a build replaced are deleted by the next build of the same map.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import posixpath
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 
 import numpy as np
 from django.core.files.base import ContentFile
-from django.core.files.storage import Storage
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.files import FieldFile
@@ -26,7 +28,7 @@ from tqdm import tqdm
 from games.imaging import png_bytes
 from games.models import Click, Experiment, Image, Participant, Round
 from games.services.scoring import COUNTING_ROUNDS
-from maps.heatmap import MapParameters, click_maps, count_histograms
+from maps.heatmap import MapParameters, click_maps, count_histograms, overlay
 from maps.models import ClickMap, ReliabilityReport
 from maps.reliability import MIN_PARTICIPANTS, SplitHalf, plateau_gain, split_half
 
@@ -49,13 +51,14 @@ def _counting(experiment_id: int, min_clicks: int) -> QuerySet[Round]:
     )
 
 
-def _selected(experiment_id: int, image_ids: Iterable[int], min_clicks: int) -> QuerySet[Round]:
-    """The selection rule over several images: the earliest counting round per (participant, image)."""
+def _selected(experiment_id: int, image_ids: Iterable[int] | None, min_clicks: int) -> QuerySet[Round]:
+    """The selection rule over several images (None: all): the earliest counting round per (participant, image)."""
     counting = _counting(experiment_id, min_clicks)
     earlier = counting.filter(participant_id=OuterRef("participant_id"), image_id=OuterRef("image_id")).filter(
         Q(submitted_at__lt=OuterRef("submitted_at")) | Q(submitted_at=OuterRef("submitted_at"), pk__lt=OuterRef("pk"))
     )
-    return counting.filter(image_id__in=list(image_ids)).exclude(Exists(earlier))
+    chosen = counting if image_ids is None else counting.filter(image_id__in=list(image_ids))
+    return chosen.exclude(Exists(earlier))
 
 
 def map_rounds(*, experiment_id: int, image_id: int, min_clicks: int = MapParameters.min_clicks) -> QuerySet[Round]:
@@ -69,17 +72,37 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _store_npy(field: FieldFile, stem: str, array: np.ndarray | None) -> str | None:
-    """Point the field at a content-named .npy of the array (or at nothing); returns the replaced name."""
-    old = field.name or None
+def _store_npy(field: FieldFile, stem: str, array: np.ndarray | None) -> None:
+    """Point the field at a content-named .npy of the array, written unless already there (or at nothing)."""
     if array is None:
         field.name = ""
-        return old
+        return
     data = _npy_bytes(array)
     path = field.field.generate_filename(field.instance, f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.npy")
-    if path != old:
+    if path != field.name:
         field.name = path if field.storage.exists(path) else field.storage.save(path, ContentFile(data))
-    return old if old != field.name else None
+
+
+_MAP_FILE = re.compile(r"(counts|heatmap)-[0-9a-f]{16}\.npy")
+
+
+def _collect_garbage(click_map: ClickMap) -> None:
+    """Delete the map's files that its row no longer names: what earlier builds replaced.
+
+    Runs under the row's lock, before this build writes: the row is then the committed truth
+    and no other build of the map can be re-pointing at a file, so nothing in use is deleted
+    (deleting after commit instead would race with the next build reusing the same content).
+    """
+    storage = click_map.counts.storage
+    folder = posixpath.dirname(click_map.counts.field.generate_filename(click_map, "x"))
+    try:
+        _, names = storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    keep = {click_map.counts.name, click_map.heatmap.name}
+    for name in names:
+        if _MAP_FILE.fullmatch(name) and f"{folder}/{name}" not in keep:
+            storage.delete(f"{folder}/{name}")
 
 
 def _digest(round_ids: Iterable[int]) -> str:
@@ -129,30 +152,17 @@ def _build_chunk(experiment_id: int, image_ids: list[int], params: MapParameters
     rounds_per_image: dict[int, list[int]] = defaultdict(list)
     for pk, image_id, _ in rounds:
         rounds_per_image[image_id].append(pk)
-    stale: list[tuple[Storage, str]] = []
     for image_id, i in index.items():
         click_map = maps[image_id]
-        ready = participants[i] >= params.min_participants
-        for field, stem, array in (
-            (click_map.counts, "counts", sums[i].astype(np.int32)),
-            (click_map.heatmap, "heatmap", heatmaps[i] if ready else None),
-        ):
-            replaced = _store_npy(field, stem, array)
-            if replaced:
-                stale.append((field.storage, replaced))
+        _collect_garbage(click_map)
+        _store_npy(click_map.counts, "counts", sums[i].astype(np.int32))
+        _store_npy(click_map.heatmap, "heatmap", heatmaps[i] if participants[i] >= params.min_participants else None)
         click_map.parameters = {**params.as_dict(), "selection": SELECTION}
         # One round per participant by the selection rule, so the two counts are equal.
         click_map.participant_count = click_map.round_count = int(participants[i])
         click_map.click_count = int(clicks_per_image[i])
         click_map.rounds_digest = _digest(rounds_per_image[image_id])
         click_map.save()
-    # Old files go only once the rows pointing at the new ones are committed.
-    transaction.on_commit(lambda: _delete_files(stale))
-
-
-def _delete_files(files: list[tuple[Storage, str]]) -> None:
-    for storage, name in files:
-        storage.delete(name)
 
 
 def build_click_map(*, experiment_id: int, image_id: int, params: MapParameters | None = None) -> ClickMap:
@@ -229,15 +239,6 @@ def counts_array(click_map: ClickMap) -> np.ndarray:
     return _load_npy(click_map.counts)
 
 
-# A jet-like ramp (dark blue → blue → cyan → yellow → red → dark red), the lab's usual look.
-_RAMP = np.array([[0, 0, 128], [0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0], [128, 0, 0]], dtype=np.float64)
-
-
-def _colour(heat: np.ndarray) -> np.ndarray:
-    positions = np.linspace(0.0, 1.0, len(_RAMP))
-    return np.stack([np.interp(heat, positions, _RAMP[:, c]) for c in range(3)], axis=-1)
-
-
 def overlay_png(click_map: ClickMap, *, alpha: float = 0.5) -> bytes:
     """The image's crop with its map as a colour heat overlay, as PNG bytes.
 
@@ -249,9 +250,7 @@ def overlay_png(click_map: ClickMap, *, alpha: float = 0.5) -> bytes:
     heat = heatmap_array(click_map) if click_map.heatmap else np.zeros((crop.height, crop.width), np.float32)
     if heat.shape != (crop.height, crop.width):
         crop = crop.resize((heat.shape[1], heat.shape[0]), PILImage.Resampling.BILINEAR)
-    weight = (alpha * heat.astype(np.float64))[..., None]
-    mixed = np.asarray(crop, dtype=np.float64) * (1 - weight) + _colour(heat) * weight
-    return png_bytes(PILImage.fromarray(np.clip(np.rint(mixed), 0, 255).astype(np.uint8), "RGB"))
+    return png_bytes(PILImage.fromarray(overlay(np.asarray(crop), heat, alpha=alpha), "RGB"))
 
 
 def _experiment_parameters(experiment_id: int) -> MapParameters:
@@ -273,7 +272,7 @@ def compute_reliability(
     """
     params = params or _experiment_parameters(experiment_id)
     image_ids = sorted(
-        _selected(experiment_id, _map_image_ids(experiment_id), params.min_clicks)
+        _selected(experiment_id, None, params.min_clicks)
         .values("image_id").annotate(n=Count("pk")).filter(n__gte=MIN_PARTICIPANTS).values_list("image_id", flat=True)
     )  # fmt: skip
     if len(image_ids) < 2:
@@ -293,7 +292,9 @@ def compute_reliability(
             [int(pk), int(counts[i]), *(float(getattr(result, name)[i]) for name in SplitHalf.__dataclass_fields__)]
             for pk, i in index.items()
         ]
-    table = np.array([row[2:] for row in rows])
+    table = np.array([row[2:] for row in rows], dtype=np.float64)
+    # A flat half-map has no rank correlation (NaN): JSON and the database get null instead.
+    rows = [[None if isinstance(value, float) and np.isnan(value) else value for value in row] for row in rows]
     with transaction.atomic():
         for image_id, _, ceiling, _, auc, _ in rows:
             ClickMap.objects.filter(experiment_id=experiment_id, image_id=image_id).update(
