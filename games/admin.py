@@ -1,12 +1,24 @@
-"""Admin registration for the game's data; moderation actions arrive with the review queue."""
+"""Admin registration for the game's data, with the moderators' review queue and actions (SPEC §6)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from games import moderation_stats as stats
+from games.admin_moderation import (
+    IMAGE_MOVES,
+    PARTICIPANT_MOVES,
+    ROUND_MOVES,
+    SESSION_MOVES,
+    ExperimentScopedAdmin,
+    ModeratedAdmin,
+    replay_widget,
+)
 from games.models import (
     Category,
     Contest,
@@ -49,13 +61,54 @@ class CategoryAdmin(admin.ModelAdmin):
     search_fields = ["name"]
 
 
+# A subquery, not Count(): ordering by an aggregate would need the annotation first.
+SKIPS = Coalesce(
+    Subquery(
+        Round.objects.filter(image=OuterRef("pk"), outcome=Round.Outcome.SKIPPED)
+        .order_by()
+        .values("image")
+        .annotate(n=Count("pk"))
+        .values("n")
+    ),
+    0,
+)
+
+
+class SkippedOftenFilter(admin.SimpleListFilter):
+    """Images players skip as "strange label or poor quality": candidates for rejection."""
+
+    title = "skipped as strange or poor quality"
+    parameter_name = "skipped"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("1", "at least once"), ("3", "3 times or more"), ("10", "10 times or more")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(skip_count__gte=int(self.value())) if self.value() in {"1", "3", "10"} else queryset
+
+
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
-    list_display = ["thumbnail", "name", "category", "image_set", "state", "valid_rounds", "is_catch_trial"]
-    list_filter = ["image_set", "state", "is_catch_trial", "category"]
+class ImageAdmin(ModeratedAdmin):
+    list_display = ["thumbnail", "name", "category", "image_set", "state", "valid_rounds", "skips", "is_catch_trial"]
+    list_filter = [SkippedOftenFilter, "image_set", "state", "is_catch_trial", "category"]
     search_fields = ["name", "checksum"]
-    readonly_fields = ["preview", "checksum", "original_width", "original_height", "valid_rounds", "created_at"]
+    readonly_fields = ["preview", "checksum", "original_width", "original_height", "valid_rounds", "state",
+                       "state_changed_at", "created_at"]  # fmt: skip
     list_select_related = ["category", "image_set"]
+    experiment_path = "image_set__experiments"
+    moves = IMAGE_MOVES
+
+    def get_ordering(self, request: HttpRequest) -> list:
+        # The most-skipped images first. An expression, not the annotation's name: ModelAdmin
+        # orders the queryset before get_queryset annotates it.
+        return [SKIPS.desc(), "pk"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(skip_count=SKIPS)
+
+    @admin.display(description="skips", ordering="skip_count")
+    def skips(self, image: Image) -> int:
+        return image.skip_count
 
     @admin.display(description="")
     def thumbnail(self, image: Image) -> str:
@@ -85,7 +138,8 @@ class ContestInline(admin.TabularInline):
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
+class ExperimentAdmin(ExperimentScopedAdmin):
+    experiment_path = "pk"
     list_display = ["slug", "title", "status", "image_set", "partner", "recruitment", "owner"]
     list_filter = ["status", "recruitment"]
     search_fields = ["slug", "title"]
@@ -131,11 +185,13 @@ class ExperimentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Participant)
-class ParticipantAdmin(admin.ModelAdmin):
-    list_display = ["username", "source", "score", "ban_state", "created_at"]
-    list_filter = ["source", "ban_state"]
+class ParticipantAdmin(ModeratedAdmin):
+    list_display = ["username", "source", "score", "ban_state", "banned_at", "created_at"]
+    list_filter = ["ban_state", "source"]
     search_fields = ["username"]
-    readonly_fields = ["score", "high_score", "banned_at", "created_at", "last_seen_at"]
+    readonly_fields = ["score", "high_score", "ban_state", "banned_at", "created_at", "last_seen_at"]
+    experiment_path = "sessions__experiment"
+    moves = PARTICIPANT_MOVES
 
 
 class RoundInline(ReadOnlyInline):
@@ -143,13 +199,73 @@ class RoundInline(ReadOnlyInline):
     fields = ["image", "status", "outcome", "points", "bubble_count", "invalidated_at"]
 
 
+class FlaggedFilter(admin.SimpleListFilter):
+    title = "review"
+    parameter_name = "flagged"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "flagged"), ("no", "not flagged"), ("invalidated", "invalidated")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        filters = {"yes": Q(flag_count__gt=0), "no": Q(flag_count=0), "invalidated": Q(invalidated_at__isnull=False)}
+        return queryset.filter(filters[self.value()]) if self.value() in filters else queryset
+
+
 @admin.register(PlaySession)
-class PlaySessionAdmin(admin.ModelAdmin):
-    list_display = ["id", "participant", "experiment", "started_at", "pointer_type", "flag_count", "invalidated_at"]
-    list_filter = ["experiment", "pointer_type"]
+class PlaySessionAdmin(ModeratedAdmin):
+    """The review queue: flagged sessions first, with what a moderator needs to judge them."""
+
+    list_display = ["id", "participant", "experiment", "started_at", "flag_count", "flags_listed", "rounds_n",
+                    "bubbles_per_round", "success_rate", "timing", "invalidated_at"]  # fmt: skip
+    list_filter = [FlaggedFilter, "experiment", "pointer_type"]
     search_fields = ["participant__username"]
     list_select_related = ["participant", "experiment"]
+    ordering = ["-flag_count", "-started_at"]
+    list_per_page = 50
+    readonly_fields = ["flags_listed", "statistics", "timing", "replay"]
     inlines = [RoundInline]
+    moves = SESSION_MOVES
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return stats.with_statistics(super().get_queryset(request)).prefetch_related("flags")
+
+    @admin.display(description="rounds", ordering="round_total")
+    def rounds_n(self, session: PlaySession) -> int:
+        return session.round_total
+
+    @admin.display(description="bubbles / round", ordering="bubbles_mean")
+    def bubbles_per_round(self, session: PlaySession) -> str:
+        return "—" if session.bubbles_mean is None else f"{session.bubbles_mean:.0f}"
+
+    @admin.display(description="recognised")
+    def success_rate(self, session: PlaySession) -> str:
+        return f"{session.recognised / session.scored:.0%}" if session.scored else "—"
+
+    @admin.display(description="inter-bubble timing")
+    def timing(self, session: PlaySession) -> str:
+        return stats.histogram_svg(stats.intervals(session.pk))
+
+    @admin.display(description="flags")
+    def flags_listed(self, session: PlaySession) -> str:
+        flags = sorted(session.flags.all(), key=lambda f: -f.score)
+        return format_html_join(
+            "", '<div title="{}"><b>{}</b> {}{}</div>',
+            ((f.reason, f.rule, f"{f.score:.2f}", f" · round {f.round_id}" if f.round_id else "") for f in flags),
+        ) or "—"  # fmt: skip
+
+    @admin.display(description="statistics")
+    def statistics(self, session: PlaySession) -> str:
+        agreements = [stats.agreement(r) for r in session.rounds.filter(invalidated_at__isnull=True)]
+        known = [a for a in agreements if a is not None]
+        agreement = f"{sum(known) / len(known):.2f} (NSS, {len(known)} rounds)" if known else "no map ready yet"
+        return format_html(
+            "{} rounds, {} bubbles per round, {} recognised; agreement with consensus: {}",
+            self.rounds_n(session), self.bubbles_per_round(session), self.success_rate(session), agreement,
+        )  # fmt: skip
+
+    @admin.display(description="replay")
+    def replay(self, session: PlaySession) -> str:
+        return replay_widget(session.rounds.all())
 
 
 class PartnerGuessInline(ReadOnlyInline):
@@ -159,28 +275,39 @@ class PartnerGuessInline(ReadOnlyInline):
 
 
 @admin.register(Round)
-class RoundAdmin(admin.ModelAdmin):
-    list_display = ["id", "participant", "image", "status", "outcome", "points", "bubble_count", "submitted_at"]
+class RoundAdmin(ModeratedAdmin):
+    list_display = ["id", "participant", "image", "status", "outcome", "points", "bubble_count", "submitted_at",
+                    "invalidated_at"]  # fmt: skip
     list_filter = ["status", "outcome", "experiment"]
     search_fields = ["participant__username", "image__name"]
     list_select_related = ["participant", "image__image_set"]
     raw_id_fields = ["session", "participant", "image", "partner_version"]
+    readonly_fields = ["invalidated_at", "replay"]
     inlines = [PartnerGuessInline]
+    moves = ROUND_MOVES
+
+    @admin.display(description="replay")
+    def replay(self, round_: Round) -> str:
+        return replay_widget(Round.objects.filter(pk=round_.pk))
 
 
 @admin.register(QualityFlag)
-class QualityFlagAdmin(admin.ModelAdmin):
-    list_display = ["rule", "session", "round", "score", "created_at"]
+class QualityFlagAdmin(ExperimentScopedAdmin):
+    list_display = ["rule", "session", "round", "score", "reason", "created_at"]
     list_filter = ["rule"]
     raw_id_fields = ["session", "round"]
+    experiment_path = "session__experiment"
 
 
 @admin.register(ModerationAction)
 class ModerationActionAdmin(admin.ModelAdmin):
     """The audit log: readable by staff, never edited or deleted."""
 
-    list_display = ["created_at", "actor", "kind", "participant", "session", "round", "image", "reason"]
-    list_filter = ["kind"]
+    list_display = ["created_at", "actor", "kind", "participant", "session", "round", "image", "reason", "details"]
+    list_filter = ["kind", "actor"]
+    search_fields = ["reason", "participant__username"]
+    list_select_related = ["actor", "participant", "session__participant", "round__image", "image__image_set"]
+    date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
