@@ -45,7 +45,7 @@ MODERATED = (
     | Q(session__invalidated_at__isnull=False)
     | Q(participant__ban_state=Participant.BanState.SHADOW)
 )
-# The rounds that feed maps and scores (games.services.scoring.COUNTING_ROUNDS, minus moderation).
+# The rounds that count (games.services.scoring.COUNTING_ROUNDS) and that no moderator excluded.
 VALID = Q(status=Round.Status.SCORED) & ~Q(outcome=Round.Outcome.SKIPPED) & ~MODERATED
 QUALITY = {"valid": VALID, "all": Q(), "invalidated": MODERATED}
 ROUND_FIELDS = (
