@@ -78,7 +78,7 @@ def clean_filters(filters: dict[str, Any]) -> dict[str, str]:
     if unknown:
         raise ExportRequestInvalid(f"unknown filter(s) {', '.join(unknown)}; use {', '.join(FILTERS)}")
     quality = filters.get("quality") or "valid"
-    if quality not in QUALITY:
+    if not isinstance(quality, str) or quality not in QUALITY:
         raise ExportRequestInvalid(f"quality must be one of {', '.join(QUALITY)}, not {quality!r}")
     cleaned = {"quality": quality}
     moments = {name: _parse_moment(name, filters[name]) for name in ("from", "to") if filters.get(name)}

@@ -200,6 +200,7 @@ def test_running_a_finished_export_again_changes_nothing(played: Played) -> None
         (["clicks_xlsx"], {}, "unknown export format"),
         (["manifest"], {}, "at least one data format"),
         (["clicks_csv"], {"quality": "good"}, "quality must be one of"),
+        (["clicks_csv"], {"quality": ["valid"]}, "quality must be one of"),
         (["clicks_csv"], {"colour": "red"}, "unknown filter"),
         (["clicks_csv"], {"from": "last tuesday"}, "must be a date"),
         (["clicks_csv"], {"from": "2024-03-02", "to": "2024-03-01"}, "must come before"),

@@ -67,8 +67,8 @@ class Command(BaseCommand):
 
             def show(done: int, total: int, counts: dict[str, int]) -> None:
                 bar.total = total
-                bar.update(done - bar.n)
                 bar.set_postfix(clicks=counts["clicks"], maps=counts["maps"], refresh=False)
+                bar.update(done - bar.n)
 
             try:
                 return run_export(export_id=export.pk, root=options["out"], on_progress=show)
