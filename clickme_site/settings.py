@@ -163,7 +163,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # Behind a TLS-terminating proxy (docker compose, a load balancer) that sets X-Forwarded-Proto.
-if env_bool("BEHIND_TLS_PROXY", False):
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Celery and cache ---------------------------------------------------------------------
@@ -198,6 +199,27 @@ CACHES: dict[str, Any] = {
     )
 }
 
+
+# --- Rate limits on the game API (games/ratelimit.py) ---------------------------------------
+def rate(name: str, raw: str) -> tuple[int, int]:
+    """Parse a limit "N/S": at most N requests per S-second window; N = 0 turns the limit off."""
+    raw = raw.strip()
+    count, _, seconds = raw.partition("/")
+    if not (count.isdigit() and seconds.isdigit() and int(seconds) > 0):
+        raise ImproperlyConfigured(f"{name} must look like 100/10 (requests per seconds), got {raw!r}")
+    return int(count), int(seconds)
+
+
+# Per participant; an honest browser stays far below (about 1 upload per second, a round every few s).
+GAME_RATE_LIMITS = {
+    "clicks": rate("RATE_LIMIT_CLICKS", env.str("RATE_LIMIT_CLICKS", default="100/10")),
+    "guesses": rate("RATE_LIMIT_GUESSES", env.str("RATE_LIMIT_GUESSES", default="50/10")),
+    "rounds": rate("RATE_LIMIT_ROUNDS", env.str("RATE_LIMIT_ROUNDS", default="10/10")),
+    "other": rate("RATE_LIMIT_OTHER", env.str("RATE_LIMIT_OTHER", default="100/10")),
+}
+# Per client address, the participant limits times this (a lab or school shares one address).
+GAME_RATE_LIMIT_ADDRESS_FACTOR = env_int("RATE_LIMIT_ADDRESS_FACTOR", 20, minimum=1)
+
 # --- Model server -------------------------------------------------------------------------
 MODEL_SERVER_URL = env_url("MODEL_SERVER_URL", "http://127.0.0.1:8001", {"http", "https"})
 MODEL_SERVER_TIMEOUT_MS = env_int("MODEL_SERVER_TIMEOUT_MS", 1500, minimum=1)
@@ -212,6 +234,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Which address the rate limits count: the proxy's X-Forwarded-For entry behind one, else the peer.
+    "NUM_PROXIES": 1 if BEHIND_TLS_PROXY else 0,
 }
 SPECTACULAR_SETTINGS = {"TITLE": "ClickMe researcher API", "VERSION": "1.0.0"}
 

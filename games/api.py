@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from games.identity import ParticipantAuthentication, require_participant
 from games.models import Experiment, Participant, PlaySession, Round
 from games.painting import PaintingRuleBroken
+from games.ratelimit import GameRateThrottle, retry_after_seconds
 from games.serializers import (
     ClicksUploadSerializer,
     GuessRequestSerializer,
@@ -39,10 +40,12 @@ def _message(detail: object) -> str:
 
 
 class GameApi(APIView):
-    """Base of game endpoints: participant-cookie auth, a body limit, errors as {"error": ...}."""
+    """Base of game endpoints: participant-cookie auth, a body limit, rate limits, errors as {"error": ...}."""
 
     authentication_classes = [ParticipantAuthentication]
     permission_classes: list = []
+    throttle_classes = [GameRateThrottle]
+    rate_scope = "other"  # which of settings.GAME_RATE_LIMITS applies
 
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:
         if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
@@ -57,6 +60,10 @@ class GameApi(APIView):
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         if isinstance(exc, PartnerError):
             return Response({"error": f"the partner is unavailable: {exc}"}, status=503)
+        if isinstance(exc, exceptions.Throttled):
+            wait = retry_after_seconds(exc.wait)
+            body = {"error": f"too many requests: slow down and retry in {wait} s", "retry_after": wait}
+            return Response(body, status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(wait)})
         if isinstance(exc, exceptions.ValidationError) and exc.get_codes() == {"body": "too_large"}:
             return Response({"error": _message(exc.detail)}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         response = super().handle_exception(exc)
@@ -92,6 +99,8 @@ class SessionStartApi(GameApi):
 
 
 class RoundStartApi(GameApi):
+    rate_scope = "rounds"
+
     def post(self, request: Request) -> Response:
         data = self.valid(RoundStartSerializer, request)
         session = get_object_or_404(PlaySession, pk=data["session_id"], participant=self.participant)
@@ -105,6 +114,8 @@ class RoundDetailApi(GameApi):
 
 
 class ClicksUploadApi(GameApi):
+    rate_scope = "clicks"
+
     def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
         round_ = self.own_round(client_round_id)
         data = self.valid(ClicksUploadSerializer, request)
@@ -113,6 +124,8 @@ class ClicksUploadApi(GameApi):
 
 
 class GuessApi(GameApi):
+    rate_scope = "guesses"
+
     def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
         round_ = self.own_round(client_round_id)
         data = self.valid(GuessRequestSerializer, request)
