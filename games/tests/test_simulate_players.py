@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from celery._state import _set_task_join_will_block
 from django.core.management import CommandError, call_command
 from django.db import connection
 
@@ -23,6 +24,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_CHECKPOINT = ROOT / "model_server" / "checkpoints" / "demo.pt"
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _reset_celery_join_flag() -> Iterator[None]:
+    """Celery's eager mode marks "inside a task" in one process-wide flag, saved and restored
+    around each task; eager tasks running at once in the live server's threads can leave it set,
+    and then any later `result.get()` in this process raises. Put it back after each test."""
+    yield
+    _set_task_join_will_block(False)
 
 
 def free_port() -> int:
