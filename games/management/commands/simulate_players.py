@@ -6,7 +6,9 @@ form, opens the game page and reads its `game-config`, starts a session, and the
 round: starts the round, downloads its image, paints (games.simulation), uploads the bubbles in
 batches of `query_every` with `start_seq`, asks for a guess after each batch, stops when the
 partner recognises the image or the time is up (or skips now and then), and submits the outcome
-it believes. Timestamps are simulated, so a 7 s round takes as long as its requests.
+it believes. Timestamps are simulated, so a 7 s round takes as long as its requests. Like the
+page, a player plays on when a guess answers 503 (the partner missed its live deadline), and
+resends a request once when the server closed the keep-alive connection it reused.
 
 The one shortcut: a person sees where the object is, the bot cannot, so it reads the object mask
 of the image it was served from the database (Round by client_round_id → Image.mask). The
