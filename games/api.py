@@ -45,6 +45,7 @@ class GameApi(APIView):
     authentication_classes = [ParticipantAuthentication]
     permission_classes: list = []
     throttle_classes = [GameRateThrottle]
+    schema = None  # the browser's API, not a public one: the OpenAPI schema covers the researcher API
     rate_scope = "other"  # which of settings.GAME_RATE_LIMITS applies
 
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:

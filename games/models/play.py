@@ -208,9 +208,13 @@ class Round(models.Model):
 
     @property
     def counts(self) -> bool:
-        """Whether this round may feed maps, scores and leaderboards."""
+        """Whether this round may feed maps and public leaderboards (a query or two: not for loops)."""
         return (
-            self.status == self.Status.SCORED and self.invalidated_at is None and self.outcome != self.Outcome.SKIPPED
+            self.status == self.Status.SCORED
+            and self.invalidated_at is None
+            and self.outcome != self.Outcome.SKIPPED
+            and self.session.invalidated_at is None
+            and not self.participant.is_shadow_banned
         )
 
 
