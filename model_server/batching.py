@@ -81,16 +81,13 @@ def infer(
     ):
         images = images.to(device, non_blocking=True)
         seen = reveal_batch(images, bubbles, None, seeds, size=bubble_size)  # (B, 3, 224, 224)
-        if on_gpu:
-            seen = seen.contiguous(memory_format=torch.channels_last)
+        seen = seen.contiguous(memory_format=torch.channels_last)  # the model's layout (registry.load_model)
         if attention:
             logits, maps = loaded.model.forward_with_attention(seen)
         else:
             logits, maps = loaded.model(seen), []
         top = logits.float().softmax(dim=1).topk(min(top_k, logits.shape[1]), dim=1)
-        return Prediction(
-            top.indices.cpu(), top.values.cpu(), [m.float().cpu() for m in maps]
-        )  # fmt: skip
+        return Prediction(top.indices.cpu(), top.values.cpu(), [gate.float().cpu() for gate in maps])
 
 
 def pad_to(bubbles: torch.Tensor, length: int) -> torch.Tensor:

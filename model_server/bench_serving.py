@@ -1,11 +1,10 @@
 """Benchmark the partner server: raw batched forward vs served throughput and latency.
 
-Measures, in one run: the in-process forward pass at several batch sizes (the limit), the same with the reveal
-rendering the server also does, then a real server in a subprocess driven over HTTP by 1, 8 and 64 concurrent
-asyncio clients (one item per request, a cached image, ~30 bubbles), and a server limited to batches of one at 64
-clients. The load generator is one asyncio process sending pre-encoded bodies, so it takes little CPU from the server.
-
-    python -m model_server.bench_serving [--checkpoint model_server/checkpoints/demo.pt] [--seconds 10] [--json OUT]
+In one run: the in-process forward pass at several batch sizes (the limit), the same with the reveal rendering the
+server also does, a real server in a subprocess driven over HTTP by 1, 8 and 64 concurrent asyncio clients (one item
+per request, a cached image, ~30 bubbles), and a server limited to batches of one at 64 clients. The load generator
+is one asyncio process sending pre-encoded bodies, so it takes little CPU from the server. Usage:
+python -m model_server.bench_serving [--checkpoint model_server/checkpoints/demo.pt] [--seconds 10] [--json OUT]
 """
 
 from __future__ import annotations
@@ -31,7 +30,8 @@ import torch
 from PIL import Image
 
 from model_server.config import preset
-from model_server.network import gala_small, load_checkpoint, save_checkpoint
+from model_server.network import gala_small, save_checkpoint
+from model_server.registry import load_model
 from model_server.reveal import pad_bubbles, reveal_batch
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 DEMO_CHECKPOINT = Path(__file__).parent / "checkpoints" / "demo.pt"
 RAW_BATCH_SIZES = (1, 4, 8, 16, 32, 64)
 IMAGE_KEYS = [f"bench/{index}.png" for index in range(16)]
-BUBBLES_PER_ITEM = 30
 
 
 class CpuMeter:
@@ -86,14 +85,14 @@ def raw_throughput(model: torch.nn.Module, batch_size: int, seconds: float, stre
 
     def run(stream: int) -> None:
         torch.set_num_threads(threads)
-        seen = torch.rand(batch_size, 3, 224, 224)
+        seen = torch.rand(batch_size, 3, 224, 224).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             model(seen)
             ready.wait()
             while time.perf_counter() < begun[0][1] + seconds:
                 if reveal:
                     seeds = list(range(done[stream], done[stream] + batch_size))
-                    seen = reveal_batch(images, bubbles, counts, seeds)
+                    seen = reveal_batch(images, bubbles, counts, seeds).contiguous(memory_format=torch.channels_last)
                 model(seen)
                 done[stream] += batch_size
 
@@ -110,7 +109,7 @@ def raw_throughput(model: torch.nn.Module, batch_size: int, seconds: float, stre
 def random_bubbles(rng: random.Random) -> list[tuple[int, int]]:
     """Return ~30 bubbles along a short painted stroke."""
     x, y, points = rng.randrange(40, 216), rng.randrange(40, 216), []
-    for _ in range(BUBBLES_PER_ITEM):
+    for _ in range(30):  # three partner queries' worth of painting
         x = min(max(x + rng.randint(-7, 7), 0), 255)
         y = min(max(y + rng.randint(-7, 7), 0), 255)
         points.append((x, y))
@@ -230,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT)
     parser.add_argument("--seconds", type=float, default=10.0, help="per served measurement")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--server-args", default="", help="extra flags for the served runs")
+    parser.add_argument("--server-args", default="", help="flags for the served runs (default: raw best batch)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     workdir, checkpoint = Path(tempfile.mkdtemp(prefix="bench-serving-")), args.checkpoint
@@ -243,19 +242,20 @@ def main(argv: list[str] | None = None) -> dict:
     for key in IMAGE_KEYS:
         Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(root / key)
 
-    model, ckpt = load_checkpoint(checkpoint)
+    loaded = load_model("partner", checkpoint, torch.device("cpu"))  # prepared exactly as the server does
+    model, version = loaded.model, loaded.version
     raw_seconds = max(1.0, args.seconds / 5)
     streams = sorted({1, min(2, os.cpu_count() or 1)})
     raw = [raw_throughput(model, size, raw_seconds, n, reveal=False) for size in RAW_BATCH_SIZES for n in streams]
     best = max(raw, key=lambda row: row["images_per_s"])
     with_reveal = raw_throughput(model, best["batch"], raw_seconds * 2, best["streams"], reveal=True)
-    del model
 
-    extra = args.server_args.split()
+    # Unless told otherwise, serve at the raw sweet spot: on a CPU, bigger batches only thrash the caches.
+    extra = args.server_args.split() or ["--max-batch-size", str(best["batch"]), "--workers", str(best["streams"])]
     batched = run_server_levels(checkpoint, root, extra, [1, 8, 64], args.seconds)
     single = run_server_levels(checkpoint, root, [*extra, "--max-batch-size", "1"], [64], args.seconds)
     results = {
-        "checkpoint": str(args.checkpoint), "version": ckpt["version"], "cpus": os.cpu_count(),
+        "checkpoint": str(args.checkpoint), "version": version, "cpus": os.cpu_count(),
         "device": "cuda" if torch.cuda.is_available() else "cpu", "server_args": extra,
         "raw_forward": raw, "raw_best": best, "raw_reveal_forward": with_reveal,
         "served": batched, "served_batch1": single[0],

@@ -44,8 +44,9 @@ class LoadedModel:
 def load_model(name: str, checkpoint: Path, device: torch.device, version: str = "") -> LoadedModel:
     """Load a checkpoint (blocking: call it in a worker thread) as one version of a model."""
     model, ckpt = load_checkpoint(checkpoint, device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
+    # Channels-last: tensor cores on the GPU want it, and oneDNN's CPU convolutions ran gala_small
+    # 15-25% faster per CPU-second with it (batches of 8 and 32, one thread).
+    model = model.to(memory_format=torch.channels_last)
     return LoadedModel(
         name=name,
         version=version or str(ckpt["version"]),

@@ -29,6 +29,13 @@ def make_checkpoint(path: Path, version: str, seed: int = 0) -> Path:
     return path
 
 
+def attention_sizes() -> list[tuple[int, int]]:
+    """Return the (H, W) of each attention map gala_small returns, whatever its GALA placement."""
+    with torch.inference_mode():
+        _, maps = gala_small().eval().forward_with_attention(torch.zeros(1, 3, 224, 224))
+    return [tuple(attention.shape[-2:]) for attention in maps]
+
+
 def make_images(root: Path) -> Path:
     """Write a few images (square, wide, tall) and some files that are not images."""
     rng = np.random.default_rng(0)

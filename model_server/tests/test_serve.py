@@ -16,7 +16,15 @@ from model_server.network import load_checkpoint
 from model_server.registry import decode_image
 from model_server.reveal import noise_seed, pad_bubbles, reveal_batch
 from model_server.serve import ServerSettings
-from model_server.tests.serving import CLASSES, RunningServer, infer_body, make_checkpoint, make_images, run_server
+from model_server.tests.serving import (
+    CLASSES,
+    RunningServer,
+    attention_sizes,
+    infer_body,
+    make_checkpoint,
+    make_images,
+    run_server,
+)
 
 BUBBLES = [[[128, 128], [20, 30], [250, 250]], [[5, 5], [-1, -1], [-1, -1]]]
 
@@ -96,7 +104,7 @@ def test_attention_maps_come_back_when_asked(server: RunningServer) -> None:
     body = infer_body(["birds/a.png"], BUBBLES[:1], [1], attention=True)
     outputs = httpx.post(server.url + "/v2/models/partner/infer", json=body).json()["outputs"]
     maps = [output for output in outputs if output["name"].startswith("attention_")]
-    assert [output["shape"] for output in maps] == [[1, 1, 28, 28], [1, 1, 14, 14]]
+    assert [output["shape"] for output in maps] == [[1, 1, height, width] for height, width in attention_sizes()]
 
 
 def test_repeated_image_keys_are_decoded_once(server: RunningServer) -> None:
