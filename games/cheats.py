@@ -104,12 +104,12 @@ def replay(mask: np.ndarray | None, rules: Rules, rng: np.random.Generator) -> l
 
 
 def forged_fast(mask: np.ndarray | None, rules: Rules, rng: np.random.Generator) -> list[Bubble]:
-    """An honest-looking trail uploaded 2.5× faster than painting allows, or with points off the canvas."""
+    """An honest-looking trail uploaded 2.5× faster than painting allows, or running past the time limit."""
     trail = paint(mask, rules, rng)
     if rng.random() < 0.5:
         return [(x, y, math.floor(t / 2.5)) for x, y, t in trail]
-    # Out of range: coordinates in a larger (unscaled screen) space, times past the limit.
-    return [(x * 2, y * 2, t * 2) for x, y, t in trail]
+    # Out of range: a longer round than the time limit allows (seconds of play squeezed in).
+    return [(x, y, t * 2) for x, y, t in trail]
 
 
 CHEATS: dict[str, Painter] = {

@@ -13,6 +13,7 @@ from django.utils import timezone
 from games.models import Image, Participant, PartnerGuess, Round
 from games.painting import points_for
 from games.partner import record_version, scoring_client
+from games.services.quality import check_round_quality
 from model_server.client import Guess, GuessItem
 from model_server.seeds import noise_seed
 
@@ -91,6 +92,10 @@ def _record_score(
     locked.save()
     refresh_image_counts(image_id=locked.image_id)
     refresh_participant_score(participant_id=locked.participant_id)
+    try:
+        check_round_quality(round_id=locked.pk)  # flags are for review: the round is scored all the same
+    except Exception:  # a failing rule must never stop scoring; its savepoint has been rolled back
+        logger.exception("quality checks failed on round %s", locked.pk)
     if locked.counts:  # every scored valid round feeds its image's map, once it is committed
         from maps.services import enqueue_map_build  # maps imports this module: import here, not at top
 

@@ -1,0 +1,150 @@
+"""Run the automatic quality rules (games.quality) on a scored round and store what fires as flags."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from PIL import Image as PILImage
+
+from games.models import Click, PlaySession, QualityFlag, Round
+from games.quality import Bubble, RoundContext, Thresholds, run_rules
+
+logger = logging.getLogger(__name__)
+
+
+def check_round_quality(*, round_id: int) -> list[QualityFlag]:
+    """Run every rule on a round; store each that fires as a flag (once per rule) and recount the session's flags."""
+    # One atomic block (a savepoint inside scoring's transaction): a failure here leaves the score intact.
+    with transaction.atomic():
+        round_ = Round.objects.select_related("image", "experiment").get(pk=round_id)
+        thresholds = Thresholds.from_overrides(round_.experiment.quality_thresholds)
+        bubbles = list(round_.clicks.order_by("seq").values_list("x", "y", "t_ms"))
+        findings = run_rules(bubbles, round_context(round_, thresholds), thresholds)
+        flags = [
+            QualityFlag.objects.get_or_create(
+                round=round_, rule=rule, defaults={"session_id": round_.session_id, "score": score, "reason": reason}
+            )[0]
+            for rule, (score, reason) in findings.items()
+        ]
+        recount_session_flags(session_id=round_.session_id)
+    if flags:
+        logger.info("round %s flagged: %s", round_.pk, ", ".join(sorted(findings)))
+    return flags
+
+
+def recount_session_flags(*, session_id: int) -> None:
+    """Set PlaySession.flag_count to its number of flags, in one statement (rounds of a session score concurrently)."""
+    count = QualityFlag.objects.filter(session_id=OuterRef("pk")).values("session_id").annotate(n=Count("pk"))
+    PlaySession.objects.filter(pk=session_id).update(flag_count=Coalesce(Subquery(count.values("n")), Value(0)))
+
+
+def round_context(round_: Round, thresholds: Thresholds) -> RoundContext:
+    """What the rules need besides the bubbles: the catch trial's mask, the consensus map, recent paths, the pace."""
+    consensus, participants = _consensus(round_)
+    minute_ago = round_.started_at - timedelta(minutes=1)
+    return RoundContext(
+        settings=round_.settings,
+        is_catch_trial=round_.is_catch_trial,
+        mask=_mask(round_) if round_.is_catch_trial else None,
+        consensus=consensus,
+        consensus_participants=participants,
+        others=recent_paths(round_, thresholds),
+        # Per participant, not per session: a bot would simply open a new session.
+        rounds_last_minute=Round.objects.filter(
+            participant_id=round_.participant_id, started_at__gt=minute_ago, started_at__lte=round_.started_at
+        ).count(),
+    )
+
+
+def _mask(round_: Round) -> np.ndarray | None:
+    if not round_.image.mask:
+        return None
+    with round_.image.mask.open("rb") as file:
+        return np.asarray(PILImage.open(file).convert("L")) > 127
+
+
+def _consensus(round_: Round) -> tuple[np.ndarray | None, int]:
+    """The image's heatmap in this experiment and its participants, or (None, 0) until it has one."""
+    from maps.models import ClickMap  # maps imports games: import here, not at top
+    from maps.services import heatmap_array
+
+    click_map = ClickMap.objects.filter(experiment_id=round_.experiment_id, image_id=round_.image_id).first()
+    if click_map is None or not click_map.heatmap:
+        return None, 0
+    try:
+        return heatmap_array(click_map), click_map.participant_count
+    except (ValueError, OSError):  # a file being replaced by a rebuild: judge without it
+        logger.warning("no consensus map for round %s", round_.pk, exc_info=True)
+        return None, 0
+
+
+def recent_paths(round_: Round, thresholds: Thresholds) -> list[tuple[str, list[Bubble]]]:
+    """The first bubbles of recent other rounds of this participant, and of others on the same image."""
+    recent = Round.objects.exclude(pk=round_.pk).exclude(bubble_count__lt=thresholds.replay_min_bubbles)
+    limit = thresholds.replay_recent_rounds
+    ids = list(recent.filter(participant_id=round_.participant_id).order_by("-pk").values_list("pk", flat=True)[:limit])
+    ids += list(
+        recent.filter(image_id=round_.image_id)
+        .exclude(participant_id=round_.participant_id)
+        .order_by("-pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    paths: dict[int, list[Bubble]] = {pk: [] for pk in ids}
+    rows = Click.objects.filter(round_id__in=ids, seq__lt=thresholds.replay_compare_bubbles).order_by("round_id", "seq")
+    for round_id, x, y, t_ms in rows.values_list("round_id", "x", "y", "t_ms"):
+        paths[round_id].append((x, y, t_ms))
+    owners = dict(Round.objects.filter(pk__in=ids).values_list("pk", "participant_id"))
+    return [
+        (f"round {pk} ({'same participant' if owners[pk] == round_.participant_id else 'same image'})", path)
+        for pk, path in paths.items()
+    ]
+
+
+RULE_COLUMNS = (
+    "too_fast", "periodic_timing", "raster_pattern", "replayed_path", "out_of_range", "failed_catch_trial",
+    "low_consensus", "too_many_rounds",
+)  # fmt: skip
+
+
+def detection_counts(groups: Mapping[str, Sequence[tuple[Sequence[int], bool]]]) -> dict[str, Counter]:
+    """Per kind of player (each player: its session ids, whether an upload was refused), players caught by what."""
+    sessions = {pk for players in groups.values() for ids, _ in players for pk in ids}
+    rules_by_session: dict[int, set[str]] = defaultdict(set)
+    for session_id, rule in QualityFlag.objects.filter(session_id__in=sessions).values_list("session_id", "rule"):
+        rules_by_session[session_id].add(rule)
+    counts = {}
+    for kind, players in groups.items():
+        tally: Counter = Counter()
+        for ids, refused in players:
+            rules = set().union(*(rules_by_session[pk] for pk in ids)) if ids else set()
+            tally["players"] += 1
+            tally["refused"] += refused
+            tally["flagged"] += bool(rules)
+            tally["caught"] += bool(rules) or refused
+            tally.update(rules)
+        counts[kind] = tally
+    return counts
+
+
+def detection_table(counts: Mapping[str, Counter]) -> list[str]:
+    """The per-rule table: players of each kind refused at upload, flagged by each rule, and caught by either."""
+    short = dict(
+        zip(RULE_COLUMNS, ("fast", "periodic", "raster", "replay", "range", "catch", "consensus", "pace"), strict=True)
+    )
+    header = f"{'players':<14}{'n':>4}{'refused':>9}" + "".join(f"{short[r]:>11}" for r in RULE_COLUMNS)
+    lines = [header + f"{'flagged':>9}{'caught':>8}{'rate':>7}"]
+    for kind, tally in counts.items():
+        rate = tally["caught"] / tally["players"] if tally["players"] else 0.0
+        lines.append(
+            f"{kind:<14}{tally['players']:>4}{tally['refused']:>9}"
+            + "".join(f"{tally[r]:>11}" for r in RULE_COLUMNS)
+            + f"{tally['flagged']:>9}{tally['caught']:>8}{rate:>7.0%}"
+        )
+    return lines

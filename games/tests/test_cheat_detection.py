@@ -1,0 +1,106 @@
+"""A mixed population, in process: the quality rules catch ≥ 90 % of cheaters and flag ≤ 5 % of honest players.
+
+Honest players paint with games.simulation, cheaters with games.cheats, on the demo images' masks;
+rounds and bubbles are written straight to the database (no HTTP: 100 players would be slow), the
+consensus maps are built from the honest rounds, then every round goes through check_round_quality.
+A cheater is caught when an upload would have been refused (games.painting) or a rule flags them.
+Run with `-s` to see the per-rule table.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from games.cheats import CHEATS
+from games.management.commands.simulate_players import MaskLookup
+from games.models import Click, Experiment, Image, PlaySession, QualityFlag, Round
+from games.painting import PaintingRuleBroken, check_bubbles
+from games.services.quality import check_round_quality, detection_counts, detection_table
+from games.simulation import Rules, paint
+from games.tests.factories import PartnerModelVersionFactory, PlaySessionFactory, RoundFactory
+
+HONEST, CHEATERS, ROUNDS = 50, 10, 3
+CATCH_IMAGES = 3  # of the ten demo images
+
+
+def play(
+    *, experiment: Experiment, images: list[Image], masks: dict[int, np.ndarray], kind: str, seed: int
+) -> tuple[list[int], bool]:
+    """One player's session of ROUNDS rounds written to the database; returns (session ids, refused)."""
+    rng = np.random.default_rng([seed, len(kind)])
+    version = PartnerModelVersionFactory(partner=experiment.partner)
+    session = PlaySessionFactory(experiment=experiment)
+    painter = CHEATS.get(kind)
+    refused = False
+    start = timezone.now() - timedelta(hours=1) + timedelta(seconds=int(rng.integers(0, 3000)))
+    for index, image_index in enumerate(rng.choice(len(images), ROUNDS, replace=False)):
+        image = images[image_index]
+        round_ = RoundFactory(session=session, image=image, is_catch_trial=image.is_catch_trial)
+        rules = Rules.from_settings(round_.settings)
+        trail = painter(masks[image.pk], rules, rng) if painter else paint(masks[image.pk], rules, rng)
+        # Rounds end when the partner recognises the image, at some query point, or at the time limit.
+        trail = trail[: int(rng.integers(2, 16)) * round_.settings["query_every"]]
+        try:
+            check_bubbles(trail, previous=None, stored=0, settings=round_.settings)
+        except PaintingRuleBroken:
+            refused = True  # the site answers 400; stored anyway, as imported data would be
+        Click.objects.bulk_create(
+            Click(round=round_, seq=seq, x=x, y=y, t_ms=t) for seq, (x, y, t) in enumerate(trail)
+        )  # fmt: skip
+        # A round takes 7-15 s including the results screen; started_at is set by the database.
+        started = start + timedelta(seconds=12 * index)
+        Round.objects.filter(pk=round_.pk).update(
+            status=Round.Status.SCORED, outcome=Round.Outcome.WRONG, points=0, bubble_count=len(trail),
+            started_at=started, submitted_at=started + timedelta(seconds=8), scored_at=timezone.now(),
+            partner_version=version,
+        )  # fmt: skip
+    return [session.pk], refused
+
+
+@pytest.fixture
+def population(demo: Experiment) -> dict[str, list[tuple[list[int], bool]]]:
+    """50 honest players, then 10 of each kind of cheater, every round checked once the maps exist."""
+    from maps.services import rebuild_maps
+
+    images = list(Image.objects.filter(image_set=demo.image_set).order_by("pk"))
+    Image.objects.filter(pk__in=[image.pk for image in images[:CATCH_IMAGES]]).update(is_catch_trial=True)
+    images = list(Image.objects.filter(image_set=demo.image_set).order_by("pk"))
+    masks = {image.pk: MaskLookup.read(image) for image in images}
+    groups = {
+        "honest": [play(experiment=demo, images=images, masks=masks, kind="honest", seed=i) for i in range(HONEST)]
+    }
+    rebuild_maps(experiment_id=demo.pk)  # the images' consensus, from the honest players
+    for kind in CHEATS:
+        groups[kind] = [
+            play(experiment=demo, images=images, masks=masks, kind=kind, seed=1000 + i) for i in range(CHEATERS)
+        ]
+    for round_id in Round.objects.filter(experiment=demo).order_by("pk").values_list("pk", flat=True):
+        check_round_quality(round_id=round_id)
+    return groups
+
+
+def test_rules_catch_cheaters_and_spare_honest_players(population: dict, capsys: pytest.CaptureFixture) -> None:
+    counts = detection_counts(population)
+    with capsys.disabled():
+        print("\n" + "\n".join(detection_table(counts)))
+    honest = counts.pop("honest")
+    assert honest["flagged"] <= 0.05 * honest["players"], honest
+    cheaters = sum(tally["caught"] for tally in counts.values())
+    assert cheaters >= 0.9 * sum(tally["players"] for tally in counts.values()), counts
+    for kind, tally in counts.items():
+        assert tally["caught"] >= 0.8 * tally["players"], (kind, tally)
+
+    # Checking again changes nothing, and every session's flag_count is its number of flags.
+    flagged = QualityFlag.objects.count()
+    some = Round.objects.filter(flags__isnull=False).distinct()[:5]
+    for round_ in some:
+        assert {flag.pk for flag in check_round_quality(round_id=round_.pk)} == set(
+            round_.flags.values_list("pk", flat=True)
+        )
+    assert QualityFlag.objects.count() == flagged
+    for session in PlaySession.objects.all():
+        assert session.flag_count == session.flags.count()
