@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from celery._state import _set_task_join_will_block
 from django.core.management import call_command
 
 from clickme_site.celery import app as celery_app
@@ -50,6 +51,9 @@ def eager_tasks() -> Iterator[None]:
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = previous
+    # Eager tasks running at once in the live server's threads can leave Celery's process-wide
+    # "inside a task" flag set, after which any result.get() raises: clear it for later tests.
+    _set_task_join_will_block(False)
 
 
 @pytest.fixture
