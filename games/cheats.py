@@ -104,12 +104,12 @@ def replay(mask: np.ndarray | None, rules: Rules, rng: np.random.Generator) -> l
 
 
 def forged_fast(mask: np.ndarray | None, rules: Rules, rng: np.random.Generator) -> list[Bubble]:
-    """An honest-looking trail uploaded 2.5× faster than painting allows, or running past the time limit."""
+    """An honest-looking trail uploaded 2.5× faster than painting allows, or with times past the time limit."""
     trail = paint(mask, rules, rng)
     if rng.random() < 0.5:
         return [(x, y, math.floor(t / 2.5)) for x, y, t in trail]
-    # Out of range: a longer round than the time limit allows (seconds of play squeezed in).
-    return [(x, y, t * 2) for x, y, t in trail]
+    # Times on another clock (an epoch offset): every bubble lies beyond the round's time limit.
+    return [(x, y, t + rules.time_limit_ms + 1) for x, y, t in trail]
 
 
 CHEATS: dict[str, Painter] = {

@@ -31,7 +31,7 @@ class Thresholds:
 
     too_fast: int = 1  # bubbles breaking the painting rules (interval − 2 ms, max step + 1 px): any is impossible
     periodic_timing: float = 0.9  # share of intervals equal to the commonest one; honest timers: ~0.4
-    periodic_min_intervals: int = 10
+    periodic_min_intervals: int = 9  # one query's worth of bubbles
     raster_pattern: float = 0.6  # share of steps in straight runs of identical steps; honest trails: < 0.35
     raster_min_run: int = 5
     raster_min_steps: int = 15

@@ -104,3 +104,24 @@ def test_rules_catch_cheaters_and_spare_honest_players(population: dict, capsys:
     assert QualityFlag.objects.count() == flagged
     for session in PlaySession.objects.all():
         assert session.flag_count == session.flags.count()
+
+
+def test_simulated_cheaters_over_http_are_flagged(
+    live_server, partner, eager_tasks: None, demo: Experiment, settings
+) -> None:
+    from games.tests.test_simulate_players import simulate
+
+    demo.time_limit_ms = 2000  # short rounds keep the test quick; 40 bubbles still show the bot's clock
+    demo.save()
+    settings.MODEL_SERVER_TIMEOUT_MS = 10_000  # two shared cores: a live guess can be slow
+    report = simulate(
+        live_server, "--players", "4", "--rounds", "2", "--cheat", "periodic_bot", "--cheaters", "2", "--skip-rate", "0"
+    )
+
+    print(report)  # with -s: the run's summary and its per-rule table
+    assert "rounds played and scored without an error" in report
+    row = next(line.split() for line in report.splitlines() if line.startswith("periodic_bot"))
+    assert row[1] == "2" and row[-2] == "2", report  # two cheaters, both caught
+    flagged = QualityFlag.objects.filter(rule="periodic_timing").values_list("session__participant", flat=True)
+    assert len(set(flagged)) == 2
+    assert all(session.flag_count == session.flags.count() for session in PlaySession.objects.all())

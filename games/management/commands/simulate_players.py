@@ -41,7 +41,9 @@ from django.db.models import Count, F, Max, Q
 from PIL import Image as PILImage
 from tqdm import tqdm
 
+from games.cheats import CHEATS
 from games.models import Image, Round
+from games.services.quality import detection_counts, detection_table
 from games.simulation import Bubble, Rules, paint, until
 
 MaskSource = Callable[[str], "np.ndarray | None"]
@@ -65,6 +67,10 @@ class RoundFailed(Exception):
 
 class NoImageLeft(Exception):
     """The site has no image left for this participant (409 at round start)."""
+
+
+class UploadRefused(Exception):
+    """The site refused a cheater's bubbles (400): expected, and counted as caught at the door."""
 
 
 @dataclass
@@ -92,6 +98,7 @@ class Tally:
     rounds: list[PlayedRound] = field(default_factory=list)
     sessions: list[int] = field(default_factory=list)
     submitted_at: list[float] = field(default_factory=list)  # time.monotonic() of each accepted submit
+    players: list[tuple[str, list[int], bool]] = field(default_factory=list)  # (kind, session ids, refused)
 
     def timed(self, endpoint: str, seconds: float) -> None:
         with self.lock:
@@ -112,7 +119,7 @@ class Player:
 
     def __init__(
         self, *, url: str, slug: str, tally: Tally, masks: MaskSource, rng: np.random.Generator,
-        skip_rate: float = 0.03, think_ms: float = 10.0, timeout: float = 30.0,
+        skip_rate: float = 0.03, think_ms: float = 10.0, timeout: float = 30.0, cheat: str | None = None,
     ) -> None:  # fmt: skip
         self.base = url.rstrip("/") + "/"
         self.slug, self.tally, self.masks, self.rng = slug, tally, masks, rng
@@ -125,6 +132,10 @@ class Player:
         self.urls: dict[str, str] = {}
         self.session_id: int | None = None
         self.played: list[PlayedRound] = []
+        # A cheater paints with games.cheats instead of the honest hand; its refused uploads are remembered.
+        self.cheat, self.painter = cheat, CHEATS[cheat] if cheat else paint
+        self.sessions: list[int] = []
+        self.refused = False
 
     def close(self) -> None:
         self.http.close()
@@ -185,6 +196,7 @@ class Player:
                   "device_pixel_ratio": ratio, "pointer_type": pointer}  # fmt: skip
         answer = self.call("session", "POST", self.urls["session"], expect=(201,), json=device).json()
         self.session_id = answer["session_id"]
+        self.sessions.append(self.session_id)
         with self.tally.lock:
             self.tally.sessions.append(self.session_id)
 
@@ -210,7 +222,7 @@ class Player:
             raise RoundFailed("image not-png", image.headers.get("content-type", ""))
         settings = state["settings"]
         every, rules = settings["query_every"], Rules.from_settings(settings)
-        trail = paint(self.masks(played.client_round_id), rules, self.rng)
+        trail = self.painter(self.masks(played.client_round_id), rules, self.rng)
         skip_after = int(self.rng.integers(0, 4)) if self.rng.random() < self.skip_rate else None
         api = f"{self.urls['rounds']}{played.client_round_id}/"
         stored = 0
@@ -250,7 +262,11 @@ class Player:
         if end <= stored:
             return stored
         body = {"start_seq": stored, "clicks": [list(bubble) for bubble in trail[stored:end]]}
-        answer = self.call("clicks", "POST", f"{api}clicks/", json=body).json()
+        response = self.call("clicks", "POST", f"{api}clicks/", expect=(200, 400) if self.cheat else (200,), json=body)
+        if response.status_code == 400:
+            self.refused = True
+            raise UploadRefused(response.text[:300])
+        answer = response.json()
         if answer["next_seq"] != end:
             raise RoundFailed("clicks wrong-next-seq", f"sent up to {end}, server says next_seq {answer['next_seq']}")
         self.think()
@@ -275,11 +291,11 @@ class Player:
 def run_player(
     *, index: int, url: str, slug: str, tally: Tally, masks: MaskSource, seed: int, rounds: int | None = None,
     until_time: float | None = None, score_timeout: float = 60.0, on_round: Callable[[], None] = lambda: None,
-    **player_options: object,
+    cheat: str | None = None, **player_options: object,
 ) -> None:
     """Play `rounds` rounds (or as many as fit before `until_time`, a monotonic time) as one new participant."""
     player = Player(url=url, slug=slug, tally=tally, masks=masks, rng=np.random.default_rng([seed, index]),
-                    **player_options)  # fmt: skip
+                    cheat=cheat, **player_options)  # fmt: skip
     played_count = 0
     try:
         player.join()
@@ -289,6 +305,8 @@ def run_player(
                 player.play_round()
             except RoundFailed as failure:
                 tally.error(failure.kind, str(failure))
+            except UploadRefused:
+                tally.count(f"{cheat} uploads refused (400)")
             finally:
                 on_round()
             player.think()
@@ -308,6 +326,7 @@ def run_player(
             on_round()  # rounds never played still move the progress bar to its end
         with tally.lock:
             tally.rounds.extend(player.played)
+            tally.players.append((cheat or "honest", player.sessions, player.refused))
         player.close()
 
 
@@ -400,11 +419,13 @@ def check_database(played: list[PlayedRound]) -> DatabaseCheck:
 def simulate(
     *, url: str, slug: str, players: int, concurrency: int, seed: int, rounds: int | None = None,
     seconds: float | None = None, progress: bool = False, score_timeout: float = 60.0,
-    **player_options: object,
+    cheats: dict[str, int] | None = None, **player_options: object,
 ) -> tuple[Tally, float]:
     """Run `players` simulated participants, `concurrency` at a time; return what they saw and the wall time."""
     tally, masks = Tally(), MaskLookup()
-    total = players * rounds if rounds is not None else None
+    # Honest players first, then `cheats[kind]` cheaters of each kind, all playing at once.
+    kinds = [None] * players + [kind for kind, count in (cheats or {}).items() for _ in range(count)]
+    total = len(kinds) * rounds if rounds is not None else None
     bar = tqdm(total=total, unit="round", desc="rounds", disable=not progress, file=sys.stderr)
     bar_lock = threading.Lock()
 
@@ -417,7 +438,7 @@ def simulate(
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="player") as pool:
         common = dict(url=url, slug=slug, tally=tally, masks=masks, seed=seed, rounds=rounds, until_time=until_time,
                       score_timeout=score_timeout, on_round=advance, **player_options)  # fmt: skip
-        futures = [pool.submit(run_player, index=index, **common) for index in range(players)]
+        futures = [pool.submit(run_player, index=index, cheat=kind, **common) for index, kind in enumerate(kinds)]
         for future in futures:
             future.result()
     masks.close()
@@ -479,6 +500,11 @@ class Command(BaseCommand):
         parser.add_argument("--think-ms", type=float, default=10.0, help="Up to this pause between requests.")
         parser.add_argument("--score-timeout", type=float, default=60.0, help="Seconds to wait for scoring.")
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+        parser.add_argument(
+            "--cheat", action="append", default=[], metavar="KIND",
+            help=f"Add cheaters of this kind (repeatable or comma-separated): {', '.join(CHEATS)}.",
+        )  # fmt: skip
+        parser.add_argument("--cheaters", type=int, default=1, help="Cheaters of each --cheat kind (default 1).")
 
     def handle(self, *args: object, **options: object) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the summary
@@ -486,15 +512,29 @@ class Command(BaseCommand):
         if players < 1 or rounds < 1 or concurrency < 1:
             raise CommandError("--players, --rounds and --concurrency must be at least 1")
         seed = options["seed"] if options["seed"] is not None else random.SystemRandom().randrange(2**32)
+        kinds = [kind.strip() for value in options["cheat"] for kind in value.split(",") if kind.strip()]
+        unknown = sorted(set(kinds) - set(CHEATS))
+        if unknown or (kinds and options["cheaters"] < 1):
+            raise CommandError(f"--cheat takes {', '.join(CHEATS)} and --cheaters at least 1 (got {unknown})")
+        cheats = dict.fromkeys(kinds, options["cheaters"])
+        if cheats:
+            self.stdout.write(f"with {options['cheaters']} cheaters of each kind: {', '.join(cheats)}")
         self.stdout.write(f"{players} players × {rounds} rounds against {options['url']} "
                           f"(experiment {options['experiment']}, concurrency {concurrency}, seed {seed})")  # fmt: skip
         tally, wall_s = simulate(
             url=options["url"], slug=options["experiment"], players=players, rounds=rounds,
             concurrency=concurrency, seed=seed, progress=not options["no_progress"],
             score_timeout=options["score_timeout"], skip_rate=options["skip_rate"], think_ms=options["think_ms"],
+            cheats=cheats,
         )  # fmt: skip
         check = check_database(tally.rounds)
         self.stdout.write("\n".join(summary_lines(tally, check, wall_s)))
+        if cheats:
+            groups: dict[str, list[tuple[list[int], bool]]] = {kind: [] for kind in ("honest", *cheats)}
+            for kind, sessions, refused in tally.players:
+                groups[kind].append((sessions, refused))
+            self.stdout.write("\nquality flags: players refused at upload, flagged by each rule, caught by either")
+            self.stdout.write("\n".join(detection_table(detection_counts(groups))))
         errors = sum(tally.errors.values()) + len(check.problems)
         if errors:
             raise CommandError(f"{errors} errors (see above)")
