@@ -1,8 +1,9 @@
 """Open Inference Protocol (KServe v2) JSON for the partner: request parsing and response building.
 
-Preprocess (`parse_infer`: JSON tensors to validated torch tensors, every problem a BadRequest
-naming it) and postprocess (`infer_response`: a Prediction to JSON tensors), kept apart from the
-HTTP layer in `serve.py` so both can be tested as plain functions.
+Preprocess (`parse_infer`: JSON tensors to validated Python lists, every problem a BadRequest naming it;
+`canvases` for pixels sent inline) and postprocess (`infer_response`: a Prediction to JSON tensors), kept apart
+from the HTTP layer in `serve.py`. Only `canvases` touches torch: it runs in a worker thread, the rest on the
+event loop (see batching.py for why the loop stays free of torch calls).
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ class ParsedInfer:
     """A validated infer request: images by key or as pixels, bubbles, seeds and parameters."""
 
     keys: list[str] | None
-    pixels: torch.Tensor | None  # (B, 3, 256, 256) uint8 when sent inline
-    bubbles: torch.Tensor  # (B, N, 2) int32 in 0..255, padded with -1
-    seeds: torch.Tensor  # (B,) int64
+    pixels: list | None  # flat row-major (B, 256, 256, 3) values when sent inline, checked by `canvases`
+    bubbles: list[list[int]]  # per item, flat x0, y0, x1, y1, ... in 0..255, padding dropped
+    seeds: list[int]
     top_k: int
     bubble_size: int
     attention: bool
@@ -77,19 +78,41 @@ def _tensor_input(inputs: dict[str, dict], name: str) -> tuple[list[int], list]:
     return shape, data
 
 
-def _integers(name: str, shape: list[int], data: list, low: int, high: int) -> torch.Tensor:
-    """Return data as an int64 tensor of the shape, all values in low..high."""
-    if not data:
-        return torch.empty(shape, dtype=torch.int64)
-    try:
-        values = torch.tensor(data)
-    except (TypeError, ValueError, RuntimeError, OverflowError) as error:
-        raise BadRequest(f"input {name!r} must hold integers: {error}") from error
-    if values.dtype != torch.int64:  # floats, bools or strings sneaked in
-        raise BadRequest(f"input {name!r} must hold integers, got {values.dtype}")
-    if values.min() < low or values.max() > high:
+def _check_integers(name: str, data: list, low: int, high: int) -> None:
+    """Refuse data that is not all integers in low..high (plain Python: small inputs, on the loop)."""
+    if not all(type(value) is int for value in data):  # `type(...) is int` also refuses bools
+        raise BadRequest(f"input {name!r} must hold integers")
+    if data and (min(data) < low or max(data) > high):
         raise BadRequest(f"input {name!r} has values outside {low}..{high}")
-    return values.view(shape)
+
+
+def _bubble_rows(data: list, batch: int, count: int) -> list[list[int]]:
+    """Split flat (B, N, 2) bubbles into per-item flat (x, y) lists, dropping (-1, -1) padding."""
+    _check_integers("bubbles", data, -1, IMAGE_SIZE - 1)
+    rows, width = [], 2 * count
+    for item in range(batch):
+        row, kept = data[item * width : (item + 1) * width], []
+        for x, y in zip(row[0::2], row[1::2], strict=True):
+            if x >= 0 and y >= 0:
+                kept += (x, y)
+            elif x != -1 or y != -1:  # coordinates are image pixels 0..255; padding is (-1, -1) only
+                raise BadRequest("bubble coordinates out of range: x and y must be in 0..255 (or -1, -1)")
+        rows.append(kept)
+    return rows
+
+
+def canvases(pixels: list, batch: int) -> list[torch.Tensor]:
+    """Turn inline pixels, flat (B, 256, 256, 3), into canvases (3, 256, 256) uint8 (in a worker thread)."""
+    try:
+        values = torch.tensor(pixels)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as error:
+        raise BadRequest(f"input 'image' must hold integers: {error}") from error
+    if values.dtype != torch.int64:  # floats, bools or strings sneaked in
+        raise BadRequest(f"input 'image' must hold integers, got {values.dtype}")
+    if values.min() < 0 or values.max() > 255:
+        raise BadRequest("input 'image' has values outside 0..255")
+    images = values.to(torch.uint8).view(batch, IMAGE_SIZE, IMAGE_SIZE, 3).permute(0, 3, 1, 2)  # (B, 3, H, W)
+    return list(images.contiguous())
 
 
 def _parameter(params: dict, name: str, kind: type, default: Any, low: int = 1, high: int = 1) -> Any:
@@ -122,13 +145,9 @@ def parse_infer(body: dict, settings: ServerSettings, num_classes: int) -> Parse
         raise BadRequest(f"a request holds 1..{settings.max_items} items, got {batch}")
     if count > settings.max_bubbles:
         raise BadRequest(f"too many bubbles: {count} per item, at most {settings.max_bubbles}")
-    bubbles = _integers("bubbles", shape, data, -1, IMAGE_SIZE - 1)
-    # Coordinates are image pixels 0..255; a padding row is (-1, -1) and nothing else.
-    padding = (bubbles == -1).all(dim=-1)
-    if ((bubbles < 0).any(dim=-1) & ~padding).any():
-        raise BadRequest("bubble coordinates out of range: x and y must be in 0..255 (or -1, -1)")
-    seed_shape, seed_data = _tensor_input(inputs, "noise_seed")
-    seeds = _integers("noise_seed", seed_shape, seed_data, 0, 2**63 - 1)
+    bubbles = _bubble_rows(data, batch, count)
+    seed_shape, seeds = _tensor_input(inputs, "noise_seed")
+    _check_integers("noise_seed", seeds, 0, 2**63 - 1)
     keys, pixels = None, None
     if "image_key" in inputs:
         key_shape, keys = _tensor_input(inputs, "image_key")
@@ -136,9 +155,7 @@ def parse_infer(body: dict, settings: ServerSettings, num_classes: int) -> Parse
             raise BadRequest("input 'image_key' must hold strings")
         sizes = [key_shape[0], seed_shape[0]]
     else:
-        pixel_shape, pixel_data = _tensor_input(inputs, "image")
-        pixels = _integers("image", pixel_shape, pixel_data, 0, 255).to(torch.uint8)
-        pixels = pixels.permute(0, 3, 1, 2).contiguous()  # (B, 256, 256, 3) -> (B, 3, 256, 256)
+        pixel_shape, pixels = _tensor_input(inputs, "image")
         sizes = [pixel_shape[0], seed_shape[0]]
     if any(size != batch for size in sizes):
         raise BadRequest(f"inputs disagree on the batch size: bubbles {batch}, others {sizes}")
@@ -148,7 +165,7 @@ def parse_infer(body: dict, settings: ServerSettings, num_classes: int) -> Parse
     return ParsedInfer(
         keys=keys,
         pixels=pixels,
-        bubbles=bubbles.to(torch.int32),
+        bubbles=bubbles,
         seeds=seeds,
         top_k=_parameter(params, "top_k", int, min(5, num_classes), 1, num_classes),
         bubble_size=_parameter(params, "bubble_size", int, BUBBLE_SIZE, 1, IMAGE_SIZE),
@@ -156,23 +173,22 @@ def parse_infer(body: dict, settings: ServerSettings, num_classes: int) -> Parse
     )
 
 
-def _output(name: str, datatype: str, values: torch.Tensor | list, shape: list[int]) -> dict:
+def _output(name: str, datatype: str, data: list, shape: list[int]) -> dict:
     """Build one OIP output tensor with row-major flat data."""
-    data = values.flatten().tolist() if isinstance(values, torch.Tensor) else values
     return {"name": name, "datatype": datatype, "shape": shape, "data": data}
 
 
 def infer_response(loaded: LoadedModel, prediction: Prediction, request_id: Any) -> dict:
     """Turn a prediction into the OIP response (postprocess), with the model version."""
-    shape = list(prediction.indices.shape)
-    indices = prediction.indices.flatten().tolist()
+    shape = [len(prediction.indices), len(prediction.indices[0])]
+    indices = [index for row in prediction.indices for index in row]
     outputs = [
         _output("classes", "BYTES", [loaded.classes[index] for index in indices], shape),
         _output("indices", "INT64", indices, shape),
-        _output("probabilities", "FP32", prediction.probabilities, shape),
+        _output("probabilities", "FP32", [value for row in prediction.probabilities for value in row], shape),
     ]
-    for number, maps in enumerate(prediction.attention):
-        outputs.append(_output(f"attention_{number}", "FP32", maps, list(maps.shape)))
+    for number, (map_shape, data) in enumerate(prediction.attention):
+        outputs.append(_output(f"attention_{number}", "FP32", data, map_shape))
     response = {"model_name": loaded.name, "model_version": loaded.version, "outputs": outputs}
     if request_id is not None:
         response["id"] = request_id

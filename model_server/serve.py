@@ -129,7 +129,8 @@ async def infer(request: web.Request) -> web.Response:
     body = await read_json(request)
     parsed = protocol.parse_infer(body, state.settings, len(loaded.classes))
     if parsed.keys is None:
-        images = list(parsed.pixels)
+        loop = asyncio.get_running_loop()
+        images = await loop.run_in_executor(state.executor, protocol.canvases, parsed.pixels, len(parsed.seeds))
     else:
         images = await load_images(state, parsed.keys)
     job = Job(

@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from model_server.protocol import canvases
+from model_server.registry import BadRequest
 from model_server.serve import ServerSettings
 from model_server.tests.serving import RunningServer, infer_body, make_checkpoint, make_images, run_server
 
@@ -77,8 +79,9 @@ def test_bad_infer_requests_get_400_naming_the_problem(server: RunningServer, bo
     assert message in response.json()["error"]
 
 
-def test_the_good_request_passes(server: RunningServer) -> None:
-    assert httpx.post(server.url + "/v2/models/partner/infer", json=GOOD).status_code == 200
+@pytest.mark.parametrize("body", [GOOD, bubbles([1, 0, 2], [])], ids=["with bubbles", "no bubbles yet"])
+def test_good_requests_pass(server: RunningServer, body: dict) -> None:
+    assert httpx.post(server.url + "/v2/models/partner/infer", json=body).status_code == 200
 
 
 def test_malformed_json_gets_400(server: RunningServer) -> None:
@@ -123,3 +126,12 @@ def test_loading_a_file_that_is_not_a_checkpoint_gets_400(server: RunningServer,
     assert response.status_code == 400
     assert "cannot load checkpoint" in response.json()["error"]
     assert httpx.post(server.url + "/v2/models/partner/infer", json=GOOD).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [(256, "outside 0..255"), (1.5, "must hold integers"), ("x", "must hold integers")]
+)
+def test_inline_pixels_must_be_bytes(value: object, message: str) -> None:
+    pixels = [0] * (256 * 256 * 3 - 1) + [value]
+    with pytest.raises(BadRequest, match=message):
+        canvases(pixels, 1)
