@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from celery._state import _set_task_join_will_block
+
+from clickme_site.celery import app as celery_app
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,7 +45,12 @@ def _test_settings(settings: pytest.FixtureDef, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def admin_client_logged_in(client, admin_user):
-    """A test client logged in as a superuser."""
-    client.force_login(admin_user)
-    return client
+def eager_tasks() -> Iterator[None]:
+    """Run Celery tasks in-process, even when REDIS_URL points at a broker with no worker."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+    # Eager tasks running at once in the live server's threads can leave Celery's process-wide
+    # "inside a task" flag set, after which any result.get() raises: clear it for later tests.
+    _set_task_join_will_block(False)

@@ -7,10 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery._state import _set_task_join_will_block
 from django.core.management import call_command
 
-from clickme_site.celery import app as celery_app
 from games.models import Experiment
 from games.tests.http_player import HttpPlayer
 
@@ -42,18 +40,6 @@ def partner(settings, partner_checkpoint: Path) -> Iterator[object]:
     with run_server(server_settings) as server:
         settings.MODEL_SERVER_URL = server.url
         yield server
-
-
-@pytest.fixture
-def eager_tasks() -> Iterator[None]:
-    """Run Celery tasks in-process, even when REDIS_URL points at a broker with no worker."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
-    # Eager tasks running at once in the live server's threads can leave Celery's process-wide
-    # "inside a task" flag set, after which any result.get() raises: clear it for later tests.
-    _set_task_join_will_block(False)
 
 
 @pytest.fixture

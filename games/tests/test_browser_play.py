@@ -12,14 +12,10 @@ import io
 import itertools
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from django.core.management import call_command
@@ -27,10 +23,10 @@ from PIL import Image as PILImage
 
 from games.management.commands.seed_demo import DEMO_PARTNER
 from games.models import Experiment, PartnerGuess, Round
+from games.tests.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-DEMO_CHECKPOINT = ROOT / "model_server" / "checkpoints" / "demo.pt"
 SCREENSHOTS = ROOT / "var" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]  # fmt: skip
@@ -54,12 +50,6 @@ def experiment(transactional_db: None) -> Experiment:
     return experiment
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def partner_process(request: pytest.FixtureRequest, settings, tmp_path: Path) -> Iterator[str]:
     """`python -m model_server.serve` on a free port, reading the site's media; the site points at it.
@@ -67,36 +57,13 @@ def partner_process(request: pytest.FixtureRequest, settings, tmp_path: Path) ->
     The demo is seeded while the server imports torch and loads its checkpoint.
     """
     checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
-    port = free_port()
-    Path(settings.MEDIA_ROOT).mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "model_server.serve", "--checkpoint", str(checkpoint),
-               "--name", DEMO_PARTNER, "--image-root", str(settings.MEDIA_ROOT), "--port", str(port),
-               "--workers", "1", "--max-delay-ms", "2", "--device", "cpu"]  # fmt: skip
     log_path = tmp_path / "partner.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with serve_partner(checkpoint=checkpoint, name=DEMO_PARTNER, image_root=Path(settings.MEDIA_ROOT),
+                       log_path=log_path, max_delay_ms=2) as url:  # fmt: skip
         request.getfixturevalue("experiment")
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"the partner server exited:\n{log_path.read_text()}"
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass  # not listening yet
-            assert time.monotonic() < deadline, f"the partner server never got ready:\n{log_path.read_text()}"
-            time.sleep(0.2)
+        wait_until_ready(url, log_path)
         settings.MODEL_SERVER_URL = url
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

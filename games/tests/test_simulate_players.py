@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import io
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from celery._state import _set_task_join_will_block
 from django.core.management import CommandError, call_command
@@ -19,9 +14,7 @@ from django.db import connection
 
 from games.management.commands.simulate_players import MaskLookup, PlayedRound, check_database
 from games.models import Experiment, PartnerGuess, Round
-
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_CHECKPOINT = ROOT / "model_server" / "checkpoints" / "demo.pt"
+from games.tests.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,12 +28,6 @@ def _reset_celery_join_flag() -> Iterator[None]:
     _set_task_join_will_block(False)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, tmp_path: Path) -> Iterator[str]:
     """`python -m model_server.serve` on a free port over the site's media; the site points at it.
@@ -49,33 +36,12 @@ def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, 
     demo classes (the plumbing under test is the same).
     """
     checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
-    port, log_path = free_port(), tmp_path / "partner.log"
-    command = [sys.executable, "-m", "model_server.serve", "--checkpoint", str(checkpoint), "--name",
-               demo.partner.name, "--image-root", str(settings.MEDIA_ROOT), "--port", str(port), "--workers", "1",
-               "--max-delay-ms", "1", "--device", "cpu"]  # fmt: skip
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"the partner server exited:\n{log_path.read_text()}"
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass  # not listening yet
-            assert time.monotonic() < deadline, f"the partner server never got ready:\n{log_path.read_text()}"
-            time.sleep(0.1)
+    log_path = tmp_path / "partner.log"
+    with serve_partner(checkpoint=checkpoint, name=demo.partner.name, image_root=Path(settings.MEDIA_ROOT),
+                       log_path=log_path) as url:  # fmt: skip
+        wait_until_ready(url, log_path)
         settings.MODEL_SERVER_URL = url
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def simulate(live_server, *args: str) -> str:

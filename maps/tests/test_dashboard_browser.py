@@ -19,7 +19,6 @@ from django.core.management import call_command
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from clickme_site.celery import app as celery_app
 from games.models import Experiment, Image, Round
 from games.tests.factories import ParticipantFactory, UserFactory
 from maps.models import Export
@@ -71,14 +70,6 @@ def experiment(transactional_db: None) -> Experiment:
     rebuild_maps(experiment_id=experiment.pk)
     compute_reliability(experiment_id=experiment.pk, iterations=10)
     return experiment
-
-
-@pytest.fixture
-def eager_tasks() -> Iterator[None]:
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
 
 
 @pytest.fixture
