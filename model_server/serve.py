@@ -23,13 +23,7 @@ from aiohttp import web
 
 from model_server import protocol
 from model_server.batching import DynamicBatcher, Job, Overloaded
-from model_server.registry import (
-    BadRequest,
-    ImageCache,
-    ModelRegistry,
-    NotFound,
-    load_model,
-)
+from model_server.registry import BadRequest, ImageCache, ModelRegistry, NotFound, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -232,9 +226,12 @@ def create_app(settings: ServerSettings) -> web.Application:
         initargs=(threads,),
     )
     batcher = DynamicBatcher(
-        executor, max_batch_size=settings.max_batch_size, max_delay_ms=settings.max_delay_ms,
-        max_queue=settings.max_queue, workers=workers,
-    )  # fmt: skip
+        executor,
+        max_batch_size=settings.max_batch_size,
+        max_delay_ms=settings.max_delay_ms,
+        max_queue=settings.max_queue,
+        workers=workers,
+    )
     images = ImageCache(settings.image_root, settings.cache_size)
     app[STATE] = ServerState(settings, ModelRegistry(), images, executor, batcher)
     app.on_startup.append(_start)
@@ -262,9 +259,9 @@ async def _start(app: web.Application) -> None:
         state.registry.add(loaded, activate=True)
     state.batcher.start()
     logger.info(
-        "serving %s on %s (max batch %d, delay %.1f ms, %d workers)", settings.name,
-        settings.device, settings.max_batch_size, settings.max_delay_ms, state.batcher.workers,
-    )  # fmt: skip
+        "serving %s on %s (max batch %d, delay %.1f ms, %d workers)",
+        *(settings.name, settings.device, settings.max_batch_size, settings.max_delay_ms, state.batcher.workers),
+    )
 
 
 async def _stop(app: web.Application) -> None:
@@ -285,6 +282,8 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
     args = parser.parse_args(argv)
     if args.checkpoint is None:
         parser.error("--checkpoint (or MODEL_SERVER_CHECKPOINT) is required")
+    if min(args.max_batch_size, args.workers, args.max_queue, args.max_items, args.max_bubbles) < 1:
+        parser.error("--max-batch-size, --workers, --max-queue, --max-items and --max-bubbles must be at least 1")
     return ServerSettings(**vars(args))
 
 
@@ -292,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     """Start the server and serve until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = parse_args(argv)
-    # No access log: one line per request costs more CPU than the batched forward pass itself.
+    # No access log: it would write a line for every partner query; errors are still logged.
     web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None)
 
 

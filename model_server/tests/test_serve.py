@@ -15,7 +15,7 @@ import torch
 from model_server.network import load_checkpoint
 from model_server.registry import decode_image
 from model_server.reveal import noise_seed, pad_bubbles, reveal_batch
-from model_server.serve import ServerSettings
+from model_server.serve import ServerSettings, parse_args
 from model_server.tests.serving import (
     CLASSES,
     RunningServer,
@@ -154,6 +154,16 @@ def test_a_full_queue_answers_503_at_once(root: Path) -> None:
         assert second.headers["Retry-After"] == "1"
         assert time.perf_counter() - started < 0.5  # answered at once, not after the 1.5 s batch delay
         assert first.result().status_code == 200
+
+
+def test_settings_come_from_flags_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_SERVER_CHECKPOINT", "/models/demo.pt")
+    monkeypatch.setenv("MODEL_SERVER_MAX_BATCH_SIZE", "8")
+    settings = parse_args(["--port", "9000", "--max-delay-ms", "2.5"])
+    assert settings.checkpoint == Path("/models/demo.pt")
+    assert (settings.max_batch_size, settings.port, settings.max_delay_ms) == (8, 9000, 2.5)
+    with pytest.raises(SystemExit):
+        parse_args(["--workers", "0"])
 
 
 @pytest.mark.gpu
