@@ -116,7 +116,7 @@ class PartnerClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
-        self.retries = retries
+        self.retries = max(0, retries)
         self.backoff = backoff
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
 
