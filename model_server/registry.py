@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from model_server.data import to_canvas
 from model_server.network import load_checkpoint
+from model_server.reveal import IMAGE_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +117,20 @@ def decode_image(path: Path) -> torch.Tensor:
     """Decode an image file into the 256x256 game canvas, uint8 (3, 256, 256)."""
     try:
         with Image.open(path) as image:
-            image.draft("RGB", (256, 256))  # JPEG: decode at a reduced scale when it is large
-            canvas = to_canvas(image)
+            image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))  # JPEG: decode at a reduced scale when it is large
+            canvas = image.convert("RGB")
     except Image.DecompressionBombError as error:
         raise BadRequest(f"image {path.name!r} is too large to decode: {error}") from error
     except (OSError, SyntaxError, ValueError) as error:  # PIL's ways of saying "not an image"
         raise BadRequest(f"{path.name!r} is not a readable image") from error
+    if canvas.size != (IMAGE_SIZE, IMAGE_SIZE):
+        # The site stores canvases already (games/imaging.py); other files get the same rule:
+        # short side to 256 (bicubic, as the site), then the central square.
+        scale = IMAGE_SIZE / min(canvas.size)
+        size = (max(IMAGE_SIZE, round(canvas.width * scale)), max(IMAGE_SIZE, round(canvas.height * scale)))
+        left, top = (size[0] - IMAGE_SIZE) // 2, (size[1] - IMAGE_SIZE) // 2
+        canvas = canvas.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        canvas = canvas.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
     return torch.from_numpy(np.asarray(canvas, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 

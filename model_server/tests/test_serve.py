@@ -9,8 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from model_server.network import load_checkpoint
 from model_server.registry import decode_image
@@ -154,6 +156,17 @@ def test_a_full_queue_answers_503_at_once(root: Path) -> None:
         assert second.headers["Retry-After"] == "1"
         assert time.perf_counter() - started < 0.5  # answered at once, not after the 1.5 s batch delay
         assert first.result().status_code == 200
+
+
+def test_image_files_become_the_central_256_square(tmp_path: Path) -> None:
+    wide = np.zeros((300, 600, 3), dtype=np.uint8)
+    wide[:, :150], wide[:, 150:450], wide[:, 450:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    canvas = decode_image(tmp_path / "wide.png")  # 600x300 -> 512x256 -> the middle 256 columns
+    assert canvas.shape == (3, 256, 256)
+    assert canvas.dtype == torch.uint8
+    assert canvas[1].min().item() == 255
+    assert canvas[0].max().item() == 0
 
 
 def test_settings_come_from_flags_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
