@@ -160,9 +160,9 @@ def test_a_full_queue_answers_503_at_once(root: Path) -> None:
 
 def test_image_files_become_the_central_256_square(tmp_path: Path) -> None:
     wide = np.zeros((300, 600, 3), dtype=np.uint8)
-    wide[:, :150], wide[:, 150:450], wide[:, 450:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    wide[:, :100], wide[:, 100:500], wide[:, 500:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
     Image.fromarray(wide).save(tmp_path / "wide.png")
-    canvas = decode_image(tmp_path / "wide.png")  # 600x300 -> 512x256 -> the middle 256 columns
+    canvas = decode_image(tmp_path / "wide.png")  # 600x300 -> 512x256 -> columns 128..383: green only
     assert canvas.shape == (3, 256, 256)
     assert canvas.dtype == torch.uint8
     assert canvas[1].min().item() == 255
