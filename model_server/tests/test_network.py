@@ -21,10 +21,10 @@ def _seed() -> None:
 @pytest.mark.parametrize(
     ("config", "map_sizes"),
     [
-        (preset("gala_small"), [28, 14]),
-        (preset("gala_small", gala_layers=(1, 4), stem_stride=4), [28, 4]),
-        (preset("gala_small", layers=(1, 2, 2, 1), gala_layers=(3,), combination="additive"), [14] * 2),
-        (preset("gala_small", gala_layers=()), []),
+        (preset("gala_small"), [28, 14, 14]),  # layer1 (1 block) and layer2 (2 blocks)
+        (preset("gala_small", gala_layers=(1, 4), stem_stride=2), [56, 7]),
+        (preset("gala_small", gala_layers=(3,), combination="additive", extra_conv=False), [7, 7]),
+        (preset("gala_small", gala_layers=(), nonlinearity="tanh"), []),
     ],
 )
 def test_logits_and_one_map_per_gala_block(config: GALAConfig, map_sizes: list[int]) -> None:
@@ -92,7 +92,8 @@ def test_checkpoint_round_trip_gives_the_same_logits(tmp_path: Path) -> None:
 
 def test_tiny_overfit_reduces_the_loss() -> None:
     model = gala_small()
-    images, labels = torch.rand(4, 3, 224, 224), torch.tensor([0, 1, 2, 3])
+    # 112 px keeps the test fast; the network is convolutional and pools globally.
+    images, labels = torch.rand(4, 3, 112, 112), torch.tensor([0, 1, 2, 3])
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(20):

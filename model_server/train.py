@@ -1,0 +1,252 @@
+"""Train a GALA network: one top-to-bottom script in nanoGPT's manner (SPEC section 7).
+
+The demo partner (generates its data in memory, about 4 minutes on 2 CPU cores):
+
+    python -m model_server.train --demo --out model_server/checkpoints/demo.pt
+
+A folder of class sub-folders (maps, if any, as ``<name>.mask.png`` next to each image):
+
+    python -m model_server.train --data DIR --val-data DIR --arch gala_resnet50 --out OUT.pt
+
+The partner plays on partially revealed images, so a share of every batch is rendered as the game
+renders it (``reveal.reveal_batch``): clean pixels under bubbles painted along the map, noise
+elsewhere. ``--cotrain`` adds ``map_weight`` times the click-map loss of ``losses.attention_loss``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from model_server.config import GALAConfig, preset
+from model_server.data import DemoDataset, ImageFolder, sample_bubbles
+from model_server.losses import attention_loss, classification_loss
+from model_server.network import GALANet, build, save_checkpoint
+from model_server.reveal import BUBBLE_SIZE, NOISE_STD, bubble_masks, reveal_batch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about a training run except the architecture (that is ``GALAConfig``)."""
+
+    out: str = "model_server/checkpoints/model.pt"
+    demo: bool = False  # draw the demo set in memory instead of reading --data
+    data: str = ""  # folder of class sub-folders
+    val_data: str = ""
+    n_per_class: int = 120  # demo training images per class
+    val_per_class: int = 20  # demo held-out images per class
+    background_cue: bool = False  # demo training images only; held-out images never have it
+    seed: int = 0
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 4e-3
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.1
+    augment: bool = True  # turns, flips, channel orders, inversions; off for cue experiments
+    reveal_prob: float = 0.5  # share of training images shown partially revealed, in the end
+    reveal_warmup: float = 0.4  # fraction of the steps over which that share grows from 0
+    min_bubbles: int = 5
+    max_bubbles: int = 80
+    eval_bubbles: tuple[int, ...] = (0, 10, 20, 30, 50)
+    cotrain: bool = False
+    threads: int = 2
+    device: str = "cpu"
+    version: str = ""  # defaults to "<arch>-<UTC time>"
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """Build the command line from the two dataclasses; return the run config and model overrides."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="gala_small", help="model preset (config.PRESETS)")
+    model_fields = [f for f in fields(GALAConfig) if f.name not in ("arch", "num_classes")]
+    for group, items, defaults in (
+        ("training", fields(TrainConfig), True),
+        ("model (overrides the preset)", model_fields, False),
+    ):
+        section = parser.add_argument_group(group)
+        for field in items:
+            flag, default = "--" + field.name.replace("_", "-"), field.default if defaults else None
+            if field.type == "bool":
+                section.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            elif field.type.startswith("tuple"):
+                section.add_argument(flag, type=int, nargs="+", default=default)
+            else:
+                kind = {"int": int, "float": float, "str": str}[field.type]
+                section.add_argument(flag, type=kind, default=default)
+    args = vars(parser.parse_args(argv))
+    train_names = {f.name for f in fields(TrainConfig)}
+    train = TrainConfig(**{k: v for k, v in args.items() if k in train_names})
+    if not train.demo and not train.data:
+        parser.error("give --data DIR or --demo")
+    overrides = {k: v for k, v in args.items() if k not in train_names and v is not None}
+    return train, overrides
+
+
+def load_data(train: TrainConfig) -> tuple[Dataset, Dataset | None, list[str]]:
+    """Return the training set, the held-out set (if any) and the class names."""
+    if train.demo:
+        logger.info("drawing the demo set: %d + %d per class", train.n_per_class, train.val_per_class)
+        training = DemoDataset(n_per_class=train.n_per_class, seed=train.seed, background_cue=train.background_cue)
+        held_out = DemoDataset(n_per_class=train.val_per_class, seed=train.seed, split="test")
+        return training, held_out, training.classes
+    training = ImageFolder(Path(train.data))
+    held_out = ImageFolder(Path(train.val_data), classes=training.classes) if train.val_data else None
+    return training, held_out, training.classes
+
+
+def reveal(
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    counts: torch.Tensor,
+    generator: torch.Generator,
+    decoys: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Render images (B, 3, 224, 224) as the partner sees them after ``counts`` bubbles on maps.
+
+    With ``decoys``, the noised pixels outside the bubbles come from those other images instead.
+    """
+    bubbles = sample_bubbles(maps, counts, generator)
+    if decoys is None:
+        # Images and bubbles are already in the 224 crop's pixels, so reveal_batch's centre crop
+        # is a no-op and its masks are drawn on the 224 grid: the same pixels as in the game.
+        seeds = torch.randint(0, 2**62, (len(images),), generator=generator)
+        return reveal_batch(images, bubbles, counts, seeds)
+    shown = bubble_masks(bubbles, counts, BUBBLE_SIZE, images.shape[-1])[:, None]  # (B, 1, H, W)
+    # The game's formula, clip(img + N(0, 0.4) - 0.5, 0, 1), on the decoys; one noise draw for
+    # the batch, since training needs no per-query seeds (0.8 ms per image saved).
+    noise = torch.randn(decoys.shape, generator=generator)
+    return torch.where(shown, images, (decoys + NOISE_STD * noise - 0.5).clamp(0.0, 1.0))
+
+
+def augment(
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    has_map: torch.Tensor,
+    train: TrainConfig,
+    generator: torch.Generator,
+    reveal_prob: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip, turn and recolour images (B, 3, H, W) with their maps, then reveal some partially."""
+    batch = len(images)
+    if train.augment:
+        # The demo labels depend on shape alone, and a tiny net from scratch otherwise memorises
+        # the 1,000 backgrounds before it learns shapes. Turns (with the flip, all 8 symmetries
+        # of the square) keep the crop's pixel grid; a turn by 90 degrees is a new pose.
+        turns = torch.randint(0, 8, (batch,), generator=generator)
+        images, maps = images.clone(), maps.clone()
+        for turn in range(1, 8):
+            chosen = turns == turn
+            for tensor in (images, maps):
+                part = tensor[chosen].flip(-1) if turn >= 4 else tensor[chosen]
+                tensor[chosen] = part.rot90(turn % 4, (2, 3))
+        order = torch.rand(batch, 3, generator=generator).argsort(1)  # (B, 3) channel orders
+        images = images.gather(1, order[:, :, None, None].expand_as(images))
+        invert = torch.rand(batch, generator=generator) < 0.3
+        images = torch.where(invert[:, None, None, None], 1.0 - images, images)
+    chosen = (torch.rand(batch, generator=generator) < reveal_prob) & has_map
+    if chosen.any():
+        size = (int(chosen.sum()),)
+        counts = torch.randint(train.min_bubbles, train.max_bubbles + 1, size, generator=generator)
+        # Per-pixel noise hides little from a network: averaged over an object's area it vanishes,
+        # and a partner trained on the game's rendering learns to read silhouettes through it
+        # (95 % top-1 with no bubble at all, measured). Noising another image of the batch instead
+        # makes everything outside the bubbles useless, so the partner learns to recognise the
+        # revealed parts, which is what the game asks of it (SPEC section 2).
+        decoys = images[torch.randperm(batch, generator=generator)][chosen]
+        images = images.clone()
+        images[chosen] = reveal(images[chosen], maps[chosen], counts, generator, decoys)
+    return images, maps
+
+
+@torch.inference_mode()
+def evaluate(model: GALANet, dataset: Dataset, train: TrainConfig) -> dict[str, Any]:
+    """Top-1 on whole held-out images, and after N bubbles painted on their maps (fixed seed)."""
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(train.seed + 1)
+    whole, total, mapped = 0, 0, 0
+    revealed = dict.fromkeys(train.eval_bubbles, 0)
+    for images, labels, maps, has_map in DataLoader(dataset, batch_size=100):
+        whole += int((model(images.to(device)).argmax(1).cpu() == labels).sum())
+        total, mapped = total + len(labels), mapped + int(has_map.sum())
+        for count in train.eval_bubbles:
+            counts = torch.full((int(has_map.sum()),), count)
+            seen = reveal(images[has_map], maps[has_map], counts, generator)
+            revealed[count] += int((model(seen.to(device)).argmax(1).cpu() == labels[has_map]).sum())
+    model.train()
+    return {
+        "top1_whole": whole / total,
+        "top1_revealed": {str(count): hits / max(mapped, 1) for count, hits in revealed.items()},
+        "eval_images": total,
+    }
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Train, evaluate and write a self-describing checkpoint; return its path."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    train, overrides = parse_args(argv)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    torch.manual_seed(train.seed)
+    torch.set_num_threads(train.threads)
+    generator = torch.Generator().manual_seed(train.seed)
+
+    training, held_out, classes = load_data(train)
+    config = preset(overrides.pop("arch"), num_classes=len(classes), **overrides)
+    model = build(config).to(train.device)
+    loader = DataLoader(training, batch_size=train.batch_size, shuffle=True, drop_last=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    steps = train.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, train.lr, total_steps=steps, pct_start=0.15)
+    logger.info("training %s on %d images for %d steps", config.arch, len(training), steps)
+
+    progress = tqdm(total=steps, desc="train", unit="step")
+    for epoch in range(train.epochs):
+        for images, labels, maps, has_map in loader:
+            # Reveals start once whole images have taught the shapes: from the start, they stall
+            # learning for hundreds of steps (measured).
+            share = train.reveal_prob * min(1.0, progress.n / max(train.reveal_warmup * steps, 1))
+            images, maps = augment(images, maps, has_map, train, generator, share)
+            images, labels = images.to(train.device), labels.to(train.device)
+            logits, attention = model.forward_with_attention(images)
+            loss = classification_loss(logits, labels, train.label_smoothing)
+            if train.cotrain:
+                map_loss = attention_loss(attention, maps.to(train.device), has_map.to(train.device))
+                loss = loss + config.map_weight * map_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            progress.update()
+            progress.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+    progress.close()
+
+    metrics = evaluate(model, held_out, train) if held_out is not None else {}
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    logger.info("metrics %s after %.0f s (%.0f CPU s)", metrics, elapsed, cpu)
+    version = train.version or f"{config.arch}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    extra = {
+        "metrics": metrics,
+        "train": asdict(train),
+        "train_seconds": round(elapsed, 1),
+        # CPU time over all threads: on a shared machine, wall time says more about the neighbours.
+        "train_cpu_seconds": round(cpu, 1),
+        "torch_version": str(torch.__version__),  # a TorchVersion would need unpickling
+    }
+    out = Path(train.out)
+    save_checkpoint(out, model, config, classes=classes, version=version, extra=extra)
+    return out
+
+
+if __name__ == "__main__":
+    main()
