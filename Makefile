@@ -48,8 +48,14 @@ test: install
 	$(VENV)/bin/ruff check .
 	SECRET_KEY=$${SECRET_KEY:-$(TEST_SECRET_KEY)} $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: install $(DEMO_CHECKPOINT)
+# Benchmarks print tables with ratios measured side by side in one run (never timed tests).
+# They use the settings from the environment (.env or DATABASE_URL) and write under var/bench.
+bench: install .env $(DEMO_CHECKPOINT)
+	$(PY) manage.py migrate --noinput
 	$(PY) -m model_server.bench_serving --checkpoint $(DEMO_CHECKPOINT)
+	$(PY) manage.py bench_game
+	$(PY) manage.py bench_maps
+	$(PY) manage.py bench_exports
 
 clean:
 	rm -rf var staticfiles
