@@ -161,12 +161,10 @@ def _background(rng: np.random.Generator, label: int, cue: bool) -> np.ndarray:
     # With the cue, the hue and the stripe direction are the class's: a shortcut humans never use.
     hue = label / len(CLASSES) + rng.normal(0, 0.015) if cue else rng.random()
     base = _rgb(hue, rng.uniform(0.1, 0.35) + 0.25 * cue, rng.uniform(0.35, 0.65))
-    canvas = Image.fromarray(
-        (base * 255).astype(np.uint8)[None, None].repeat(size, 0).repeat(size, 1)
-    )
+    canvas = Image.fromarray((base * 255).astype(np.uint8)[None, None].repeat(size, 0).repeat(size, 1))
     draw = ImageDraw.Draw(canvas)
     for _ in range(rng.integers(8, 16)):  # low-contrast blobs and lines
-        shade = np.clip(base + rng.normal(0, 0.08, 3), 0, 1)
+        shade = np.clip(base + rng.normal(0, 0.06, 3), 0, 1)
         fill = tuple(int(v * 255) for v in shade)
         x, y = rng.uniform(-20, size + 20, 2)
         r = rng.uniform(8, 50)
@@ -175,9 +173,7 @@ def _background(rng: np.random.Generator, label: int, cue: bool) -> np.ndarray:
         else:
             x2, y2 = rng.uniform(0, size, 2)
             draw.line([x, y, x2, y2], fill=fill, width=int(rng.integers(2, 7)))
-    for _ in range(
-        rng.integers(3, 7)
-    ):  # distractor fragments: pieces of outlines, never a whole shape
+    for _ in range(rng.integers(3, 7)):  # distractor fragments: pieces of outlines, never a whole shape
         fragment = _place(
             _shape(CLASSES[rng.integers(len(CLASSES))]),
             *rng.uniform(0, size, 2),
@@ -187,7 +183,7 @@ def _background(rng: np.random.Generator, label: int, cue: bool) -> np.ndarray:
         outline = fragment[0][0]
         start = int(rng.integers(len(outline)))
         piece = [outline[(start + k) % len(outline)] for k in range(max(2, len(outline) // 3))]
-        shade = np.clip(base + rng.choice([-1, 1]) * rng.uniform(0.1, 0.2), 0, 1)
+        shade = np.clip(base + rng.choice([-1, 1]) * rng.uniform(0.08, 0.15), 0, 1)
         draw.line(piece, fill=tuple(int(v * 255) for v in shade), width=int(rng.integers(2, 4)))
     pixels = np.asarray(canvas.filter(ImageFilter.GaussianBlur(1.0)), dtype=np.float32) / 255.0
     if cue:
@@ -203,9 +199,7 @@ def _sample(seed: int, split: str, label: int, index: int, background_cue: bool)
     """Draw one sample as a pure function of its coordinates."""
     class_name = CLASSES[label]
     # Separate streams for object and background: the cue changes the background only.
-    object_seq, background_seq = np.random.SeedSequence([seed, SPLITS[split], label, index]).spawn(
-        2
-    )
+    object_seq, background_seq = np.random.SeedSequence([seed, SPLITS[split], label, index]).spawn(2)
     rng = np.random.default_rng(object_seq)
     area = rng.uniform(MIN_AREA, MAX_AREA) * IMAGE_SIZE**2
     scale = math.sqrt(area / _unit_area(class_name))
@@ -248,17 +242,13 @@ def save_demo_set(
     """Write ``root/<class>/<name>.png`` and ``<name>.mask.png`` (L, 0/255); return image paths."""
     root = Path(root)
     paths = []
-    samples = generate(
-        n_per_class=n_per_class, seed=seed, split=split, background_cue=background_cue
-    )
+    samples = generate(n_per_class=n_per_class, seed=seed, split=split, background_cue=background_cue)
     for sample in tqdm(samples, total=n_per_class * len(CLASSES), desc="demo images", unit="img"):
         folder = root / sample.class_name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{sample.name}.png"
         sample.image.save(path)
-        Image.fromarray(sample.mask.astype(np.uint8) * 255, "L").save(
-            folder / f"{sample.name}.mask.png"
-        )
+        Image.fromarray(sample.mask.astype(np.uint8) * 255, "L").save(folder / f"{sample.name}.mask.png")
         paths.append(path)
     return paths
 

@@ -100,9 +100,7 @@ def test_an_unknown_split_is_rejected() -> None:
         next(generate(n_per_class=1, split="validation"))
 
 
-def test_the_command_line_writes_the_set(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_command_line_writes_the_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     demo_data.main([str(tmp_path), "--per-class", "1", "--background-cue"])
     assert len(list(tmp_path.glob("*/*.mask.png"))) == len(CLASSES)
     assert "wrote 10 images" in capsys.readouterr().out
