@@ -59,11 +59,12 @@ class GALA(nn.Module):
         """Return the gate A (B, C, H, W) for features x (B, C, H, W)."""
         global_ = self.global_mlp(x)  # (B, C, 1, 1)
         local = self.local_conv(x)  # (B, 1, H, W)
-        logits = torch.zeros((), dtype=x.dtype, device=x.device)
-        if self.add_scale is not None:
-            logits = logits + self.add_scale.view(1, -1, 1, 1) * (global_ + local)
-        if self.mul_scale is not None:
-            logits = logits + self.mul_scale.view(1, -1, 1, 1) * (global_ * local)
+        zero = global_.new_zeros(())
+        add = zero if self.add_scale is None else self.add_scale.view(1, -1, 1, 1)
+        mul = zero if self.mul_scale is None else self.mul_scale.view(1, -1, 1, 1)
+        # a * (G + S) + m * (G * S) == a * G + S * (a + m * G): one pass over (B, C, H, W) instead
+        # of five, which are what a training step on the CPU spends its time on.
+        logits = torch.addcmul(add * global_, local, add + mul * global_)  # (B, C, H, W)
         if self.nonlinearity == "tanh":
             return 1.0 + torch.tanh(logits)
         return 2.0 * torch.sigmoid(logits)  # 2 * sigmoid(0) == 1.0 exactly in floating point
@@ -76,4 +77,4 @@ class GALA(nn.Module):
 
 def attention_map(attention: torch.Tensor) -> torch.Tensor:
     """Reduce a gate (B, C, H, W) to the spatial map mean_c(A^2) (B, 1, H, W) used in co-training."""
-    return attention.pow(2).mean(dim=1, keepdim=True)
+    return attention.square().mean(dim=1, keepdim=True)

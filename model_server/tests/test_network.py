@@ -21,7 +21,8 @@ def _seed() -> None:
 @pytest.mark.parametrize(
     ("config", "map_sizes"),
     [
-        (preset("gala_small"), [28, 14, 14]),  # layer1 (1 block) and layer2 (2 blocks)
+        (preset("gala_small"), [14, 14]),  # the two blocks of layer2
+        (preset("gala_small", gala_layers=(1, 2), extra_conv=True), [28, 14, 14]),
         (preset("gala_small", gala_layers=(1, 4), stem_stride=2), [56, 7]),
         (preset("gala_small", gala_layers=(3,), combination="additive", extra_conv=False), [7, 7]),
         (preset("gala_small", gala_layers=(), nonlinearity="tanh"), []),
