@@ -28,9 +28,12 @@ Item = tuple[torch.Tensor, int, torch.Tensor, bool]
 def to_canvas(image: Image.Image) -> Image.Image:
     """Resize so the short side is 256 and centre-crop to the 256x256 game canvas."""
     image = image.convert("RGB")
+    if image.size == (IMAGE_SIZE, IMAGE_SIZE):
+        return image
+    # The rule of the site's uploads and of registry.decode_image: bicubic, then the central square.
     scale = IMAGE_SIZE / min(image.size)
     width, height = max(IMAGE_SIZE, round(image.width * scale)), max(IMAGE_SIZE, round(image.height * scale))
-    image = image.resize((width, height), Image.Resampling.BILINEAR)
+    image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
     left, top = (width - IMAGE_SIZE) // 2, (height - IMAGE_SIZE) // 2
     return image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
 

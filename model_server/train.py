@@ -1,6 +1,6 @@
 """Train a GALA network: one top-to-bottom script in nanoGPT's manner (SPEC section 7).
 
-The demo partner (generates its data in memory, about 4 minutes on 2 CPU cores):
+The demo partner (draws its data in memory; about 4 minutes on 2 CPU cores):
 
     python -m model_server.train --demo --out model_server/checkpoints/demo.pt
 
@@ -8,9 +8,12 @@ A folder of class sub-folders (maps, if any, as ``<name>.mask.png`` next to each
 
     python -m model_server.train --data DIR --val-data DIR --arch gala_resnet50 --out OUT.pt
 
-The partner plays on partially revealed images, so a share of every batch is rendered as the game
-renders it (``reveal.reveal_batch``): clean pixels under bubbles painted along the map, noise
-elsewhere. ``--cotrain`` adds ``map_weight`` times the click-map loss of ``losses.attention_loss``.
+The partner plays on partially revealed images, so once whole images have taught the shapes, a
+growing share of every batch is shown partially revealed: clean pixels under bubbles painted
+along the map (the object mask of a demo image), and outside them the game's noise, drawn over
+another image of the batch (see ``augment``). Held-out accuracy is measured on whole images and on
+the game's own rendering (``reveal.reveal_batch``) after N bubbles. ``--cotrain`` adds
+``map_weight`` times the click-map loss of ``losses.attention_loss``.
 """
 
 from __future__ import annotations
@@ -48,17 +51,17 @@ class TrainConfig:
     val_per_class: int = 20  # demo held-out images per class
     background_cue: bool = False  # demo training images only; held-out images never have it
     seed: int = 0
-    epochs: int = 40
+    epochs: int = 35
     batch_size: int = 32
     lr: float = 4e-3
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
     augment: bool = True  # turns, flips, channel orders, inversions; off for cue experiments
-    reveal_prob: float = 0.5  # share of training images shown partially revealed, in the end
-    reveal_warmup: float = 0.4  # fraction of the steps over which that share grows from 0
+    reveal_prob: float = 0.75  # share of training images shown partially revealed, in the end
+    reveal_after: float = 0.25  # no reveals before this fraction of the steps, full share at twice it
     min_bubbles: int = 5
-    max_bubbles: int = 80
-    eval_bubbles: tuple[int, ...] = (0, 10, 20, 30, 50)
+    max_bubbles: int = 100
+    eval_bubbles: tuple[int, ...] = (0, 10, 20, 30, 50, 80)
     cotrain: bool = False
     threads: int = 2
     device: str = "cpu"
@@ -141,7 +144,7 @@ def augment(
     batch = len(images)
     if train.augment:
         # The demo labels depend on shape alone, and a tiny net from scratch otherwise memorises
-        # the 1,000 backgrounds before it learns shapes. Turns (with the flip, all 8 symmetries
+        # the training backgrounds before it learns shapes. Turns (with the flip, all 8 symmetries
         # of the square) keep the crop's pixel grid; a turn by 90 degrees is a new pose.
         turns = torch.randint(0, 8, (batch,), generator=generator)
         images, maps = images.clone(), maps.clone()
@@ -180,7 +183,7 @@ def evaluate(model: GALANet, dataset: Dataset, train: TrainConfig) -> dict[str, 
     for images, labels, maps, has_map in DataLoader(dataset, batch_size=100):
         whole += int((model(images.to(device)).argmax(1).cpu() == labels).sum())
         total, mapped = total + len(labels), mapped + int(has_map.sum())
-        for count in train.eval_bubbles:
+        for count in train.eval_bubbles if has_map.any() else ():
             counts = torch.full((int(has_map.sum()),), count)
             seen = reveal(images[has_map], maps[has_map], counts, generator)
             revealed[count] += int((model(seen.to(device)).argmax(1).cpu() == labels[has_map]).sum())
@@ -203,19 +206,23 @@ def main(argv: list[str] | None = None) -> Path:
 
     training, held_out, classes = load_data(train)
     config = preset(overrides.pop("arch"), num_classes=len(classes), **overrides)
-    model = build(config).to(train.device)
+    # Channels-last: oneDNN's convolutions run this network ~15 % faster per step on the CPU.
+    model = build(config).to(train.device, memory_format=torch.channels_last)
     loader = DataLoader(training, batch_size=train.batch_size, shuffle=True, drop_last=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     steps = train.epochs * len(loader)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, train.lr, total_steps=steps, pct_start=0.15)
+    # A short warm-up: training sits at chance until the learning rate is high (measured: the
+    # plateau ends about 100 steps after the peak), so the peak comes early.
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, train.lr, total_steps=steps, pct_start=0.05)
     logger.info("training %s on %d images for %d steps", config.arch, len(training), steps)
 
     progress = tqdm(total=steps, desc="train", unit="step")
     for epoch in range(train.epochs):
         for images, labels, maps, has_map in loader:
-            # Reveals start once whole images have taught the shapes: from the start, they stall
-            # learning for hundreds of steps (measured).
-            share = train.reveal_prob * min(1.0, progress.n / max(train.reveal_warmup * steps, 1))
+            # Reveals start once whole images have taught the shapes: from the start, even a small
+            # share of them keeps the loss at chance for hundreds of steps (measured).
+            ramp = (progress.n / steps - train.reveal_after) / max(train.reveal_after, 1e-9)
+            share = train.reveal_prob * min(max(ramp, 0.0), 1.0)
             images, maps = augment(images, maps, has_map, train, generator, share)
             images, labels = images.to(train.device), labels.to(train.device)
             logits, attention = model.forward_with_attention(images)
