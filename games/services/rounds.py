@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from games.models import Click, Experiment, Participant, PlaySession, Round
 from games.painting import Bubble, PaintingRuleBroken, check_bubbles
 from games.partner import live_client
-from games.services.sampling import choose_image
+from games.services.sampling import catch_rounds, choose_image
 from model_server.client import GuessItem, PartnerError
 from model_server.seeds import noise_seed
 
@@ -79,9 +79,11 @@ def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Ro
     if existing is not None:
         return existing, False
     experiment = session.experiment
-    if session.rounds.count() >= experiment.rounds_per_session:
+    index = session.rounds.count()
+    if index >= experiment.rounds_per_session:
         raise Conflict("this session has played all its rounds", rounds_total=experiment.rounds_per_session)
-    image = choose_image(experiment=experiment, participant=session.participant)
+    catch_trial = index in catch_rounds(experiment=experiment, session_id=session.pk)
+    image = choose_image(experiment=experiment, participant=session.participant, catch_trial=catch_trial)
     if image is None:
         raise Conflict("there is no image left for you to play in this study")
     try:
@@ -203,4 +205,3 @@ def enqueue_scoring(round_id: int) -> None:
         logger.warning("could not enqueue scoring of round %s (%s); the sweep will retry", round_id, exc)
     except (Retry, PartnerError) as exc:
         logger.warning("could not score round %s in-process (%s); the sweep will retry", round_id, exc)
-

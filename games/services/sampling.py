@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from django.db.models import Min, QuerySet
@@ -9,20 +10,41 @@ from django.db.models import Min, QuerySet
 from games.models import Experiment, Image, Participant, Round
 
 
-def choose_image(*, experiment: Experiment, participant: Participant, rng: random.Random | None = None) -> Image | None:
-    """Pick an unplayed, playable image, fewest valid rounds first, catch trials at their rate.
+def catch_rounds(*, experiment: Experiment, session_id: int) -> frozenset[int]:
+    """The 0-based round indexes of a session that are catch trials.
+
+    Drawing each round independently at the rate leaves many participants with none (at a
+    rate of 0.1, a third of 10-round sessions), and those are exactly the sessions a catch
+    trial is meant to test. So each session gets its share, round(rate × rounds) and at least
+    one, one in each of that many equal blocks of the session (a participant who leaves half
+    way has still met half of them), at a position in its block drawn from the session's id:
+    fixed for the session (a reload or a resumed session sees the same plan) and unknown to
+    the participant.
+    """
+    rate, total = experiment.catch_trial_rate, experiment.rounds_per_session
+    if rate <= 0 or total <= 0:
+        return frozenset()
+    count = min(total, max(1, math.floor(rate * total + 0.5)))
+    rng = random.Random(f"catch-trials:{session_id}")
+    return frozenset(rng.randrange(block * total // count, (block + 1) * total // count) for block in range(count))
+
+
+def choose_image(
+    *, experiment: Experiment, participant: Participant, catch_trial: bool = False, rng: random.Random | None = None
+) -> Image | None:
+    """Pick an unplayed, playable image, fewest valid rounds first; a catch-trial image when asked.
 
     Breadth first: among the images this participant has not played, those below the
     experiment's target and with the fewest valid rounds come first, ties broken at random so
-    that simultaneous players spread over images instead of piling onto one.
+    that simultaneous players spread over images instead of piling onto one. When no catch-trial
+    image is left for this participant, an ordinary one is served instead, and the other way round.
     """
     rng = rng or random.SystemRandom()
     played = Round.objects.filter(participant=participant).values("image_id")
     unplayed = Image.objects.filter(image_set=experiment.image_set, state=Image.State.ACTIVE).exclude(pk__in=played)
-    want_catch = experiment.catch_trial_rate > 0 and rng.random() < experiment.catch_trial_rate
-    pool = unplayed.filter(is_catch_trial=want_catch)
-    if want_catch and not pool.exists():
-        pool = unplayed.filter(is_catch_trial=False)
+    pool = unplayed.filter(is_catch_trial=catch_trial)
+    if not pool.exists():  # none of the asked kind left: any image beats ending the session
+        pool = unplayed
     below_target = pool.filter(valid_rounds__lt=experiment.target_maps_per_image)
     return _least_played(below_target if below_target.exists() else pool, rng)
 

@@ -30,6 +30,15 @@ def test_it_creates_a_live_demo_experiment_with_masked_images() -> None:
     assert all(image.mask for image in images)
 
 
+def test_every_tenth_image_of_a_class_is_a_catch_trial_served_in_each_half_of_a_session() -> None:
+    call_command("seed_demo", "--per-class", "20", "--no-progress", stdout=io.StringIO())
+    experiment = Experiment.objects.get(slug="demo")
+    catch = Image.objects.filter(image_set=experiment.image_set, is_catch_trial=True)
+    assert catch.count() == 2 * len(demo_data.CLASSES)
+    assert {image.category.name for image in catch} == set(demo_data.CLASSES)
+    assert experiment.catch_trial_rate == 0.2 and experiment.rounds_per_session == 10
+
+
 def test_running_it_again_changes_nothing() -> None:
     seed()
     assert "0 images imported, 20 already present" in seed()

@@ -20,6 +20,9 @@ DEMO_SET = "demo"
 DEMO_PARTNER = "demo-gala"
 # Played images come from the "test" split: the demo partner never saw them in training.
 DEMO_SPLIT, DEMO_SEED = "test", 2018
+# Every tenth image of a class is a catch trial (its mask is exact: the shape was drawn from it),
+# served twice per 10-round session, once in each half (games.services.sampling.catch_rounds).
+CATCH_EVERY, DEMO_CATCH_TRIAL_RATE = 10, 0.2
 
 
 class Command(BaseCommand):
@@ -45,7 +48,8 @@ class Command(BaseCommand):
         samples = demo_data.generate(n_per_class=per_class, seed=DEMO_SEED, split=DEMO_SPLIT)
         totals: Counter[str] = Counter()
         total = per_class * len(demo_data.CLASSES)
-        for sample in tqdm(samples, total=total, desc="demo images", unit="image", disable=no_progress):
+        progress = tqdm(samples, total=total, desc="demo images", unit="image", disable=no_progress)
+        for number, sample in enumerate(progress):
             mask = PILImage.fromarray(sample.mask.astype("uint8") * 255, mode="L")
             outcome = import_image(
                 image_set=image_set,
@@ -53,13 +57,15 @@ class Command(BaseCommand):
                 name=sample.name,
                 data=png_bytes(sample.image),
                 mask_data=png_bytes(mask),
+                is_catch_trial=(number // len(demo_data.CLASSES)) % CATCH_EVERY == 0,  # samples come class by class
             )
             totals[outcome.status] += 1
             if outcome.status == "rejected":
                 raise CommandError(f"demo image {sample.name} was rejected: {outcome.reason}")
         experiment = self.ensure_experiment(owner, image_set)
         self.stdout.write(
-            f"demo: {totals['imported']} images imported, {totals['duplicate']} already present; "
+            f"demo: {totals['imported']} images imported, {totals['duplicate']} already present "
+            f"({image_set.images.filter(is_catch_trial=True).count()} catch trials); "
             f"experiment '{experiment.slug}' is {experiment.status}"
         )
 
@@ -97,6 +103,7 @@ class Command(BaseCommand):
                 "partner": partner,
                 "top_k": 1,  # 10 classes: SPEC §2 uses top-1 for the demo set
                 "rounds_per_session": 10,
+                "catch_trial_rate": DEMO_CATCH_TRIAL_RATE,
                 "consent_text": DEMO_CONSENT,
             },
         )
