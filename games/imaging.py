@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
-from games.models.experiments import IMAGE_SIZE
+from model_server.canvas import to_canvas  # torch-free: the same canvas the partner decodes
 
 MIN_SIDE = 32  # smaller than this and the 256 crop is mostly interpolation
 MAX_SIDE = 20_000  # a sliver 100000×10 passes a pixel budget but is no photograph
@@ -54,7 +54,7 @@ def prepare_image(data: bytes, *, max_pixels: int, max_bytes: int) -> PreparedIm
     image = ImageOps.exif_transpose(image)  # phones store portrait shots sideways + a tag
     rgb = to_rgb(image)
     return PreparedImage(
-        crop=centre_crop(rgb),
+        crop=to_canvas(rgb),
         original_bytes=data,
         original_format=fmt.lower(),
         original_size=rgb.size,
@@ -112,19 +112,6 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
     return image.convert("RGB")
 
 
-def centre_crop(
-    image: PILImage.Image, size: int = IMAGE_SIZE, *, resample: int = PILImage.Resampling.BICUBIC
-) -> PILImage.Image:
-    """Resize so the short side is `size`, then cut the central `size`×`size` square (SPEC §2)."""
-    width, height = image.size
-    scale = size / min(width, height)
-    new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
-    resized = image.resize(new_size, resample=resample, reducing_gap=3.0)
-    left = (new_size[0] - size) // 2
-    top = (new_size[1] - size) // 2
-    return resized.crop((left, top, left + size, top + size))
-
-
 def prepare_mask(data: bytes, *, original_size: tuple[int, int]) -> PILImage.Image:
     """Crop an object mask exactly as its image was cropped; nearest-neighbour keeps it binary."""
     try:
@@ -136,7 +123,7 @@ def prepare_mask(data: bytes, *, original_size: tuple[int, int]) -> PILImage.Ima
     if mask.size != original_size:
         raise ImageRejected(f"mask is {mask.size[0]}×{mask.size[1]}, image is {original_size[0]}×{original_size[1]}")
     binary = mask.convert("L").point(lambda value: 255 if value >= 128 else 0)
-    return centre_crop(binary, resample=PILImage.Resampling.NEAREST)
+    return to_canvas(binary, resample=PILImage.Resampling.NEAREST)
 
 
 def png_bytes(image: PILImage.Image) -> bytes:

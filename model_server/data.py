@@ -17,25 +17,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from model_server import demo_data
-from model_server.reveal import CROP_SIZE, IMAGE_SIZE, centre_crop
+from model_server.canvas import to_canvas
+from model_server.reveal import CROP_SIZE, centre_crop
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MASK_SUFFIX = ".mask.png"  # written next to each image by demo_data.save_demo_set
 
 Item = tuple[torch.Tensor, int, torch.Tensor, bool]
-
-
-def to_canvas(image: Image.Image) -> Image.Image:
-    """Resize so the short side is 256 and centre-crop to the 256x256 game canvas."""
-    image = image.convert("RGB")
-    if image.size == (IMAGE_SIZE, IMAGE_SIZE):
-        return image
-    # The rule of the site's uploads and of registry.decode_image: bicubic, then the central square.
-    scale = IMAGE_SIZE / min(image.size)
-    width, height = max(IMAGE_SIZE, round(image.width * scale)), max(IMAGE_SIZE, round(image.height * scale))
-    image = image.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    left, top = (width - IMAGE_SIZE) // 2, (height - IMAGE_SIZE) // 2
-    return image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
 
 
 def crop_pixels(image: Image.Image) -> torch.Tensor:
@@ -67,7 +55,7 @@ class ImageFolder(Dataset):
         """Return (image (3, 224, 224) in [0, 1], label, map (1, 224, 224), has_map)."""
         path, label = self.items[index]
         with Image.open(path) as image:
-            pixels = crop_pixels(to_canvas(image)).float() / 255.0
+            pixels = crop_pixels(to_canvas(image.convert("RGB"))).float() / 255.0
         map_path = path.with_name(path.name[: -len(path.suffix)] + self.map_suffix)
         if not map_path.exists():
             return pixels, label, torch.zeros(1, CROP_SIZE, CROP_SIZE), False

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from model_server.canvas import IMAGE_SIZE, to_canvas
 from model_server.network import load_checkpoint
-from model_server.reveal import IMAGE_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -123,14 +123,8 @@ def decode_image(path: Path) -> torch.Tensor:
         raise BadRequest(f"image {path.name!r} is too large to decode: {error}") from error
     except (OSError, SyntaxError, ValueError) as error:  # PIL's ways of saying "not an image"
         raise BadRequest(f"{path.name!r} is not a readable image") from error
-    if canvas.size != (IMAGE_SIZE, IMAGE_SIZE):
-        # The site stores canvases already (games/imaging.py); other files get the same rule:
-        # short side to 256 (bicubic, as the site), then the central square.
-        scale = IMAGE_SIZE / min(canvas.size)
-        size = (max(IMAGE_SIZE, round(canvas.width * scale)), max(IMAGE_SIZE, round(canvas.height * scale)))
-        left, top = (size[0] - IMAGE_SIZE) // 2, (size[1] - IMAGE_SIZE) // 2
-        canvas = canvas.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
-        canvas = canvas.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+    # The site stores canvases already (games/imaging.py); other files get the same rule.
+    canvas = to_canvas(canvas)
     return torch.from_numpy(np.asarray(canvas, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 import torch
 
+from model_server.canvas import IMAGE_SIZE
 from model_server.seeds import noise_seed
 
 __all__ = ["bubble_masks", "centre_crop", "noise_seed", "pad_bubbles", "reveal_batch", "unit_noise"]
 
-IMAGE_SIZE = 256  # the game canvas: short side resized to 256, centre-cropped
 CROP_SIZE = 224  # what the network sees: the centre crop of the canvas
 BUBBLE_SIZE = 21  # one size for the player's view and the network's (SPEC §2)
 NOISE_STD = 0.4
