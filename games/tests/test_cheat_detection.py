@@ -109,22 +109,37 @@ def test_rules_catch_cheaters_and_spare_honest_players(population: dict, capsys:
         assert session.flag_count == session.flags.count()
 
 
-def test_simulated_cheaters_over_http_are_flagged(
+def test_a_mixed_population_playing_over_http_is_caught_and_honest_players_are_spared(
     live_server, partner, eager_tasks: None, demo: Experiment, settings
 ) -> None:
+    """`simulate_players` itself, over HTTP: 10 honest players and 2 cheaters of every kind, 2 rounds each.
+
+    Each session meets one catch trial (the demo's rate, games.services.sampling.catch_rounds),
+    which is what catches off-object clicking before the images have consensus maps.
+    """
     from games.tests.test_simulate_players import simulate
 
     demo.time_limit_ms = 2000  # short rounds keep the test quick; 40 bubbles still show the bot's clock
     demo.save()
     settings.MODEL_SERVER_TIMEOUT_MS = 10_000  # two shared cores: a live guess can be slow
     report = simulate(
-        live_server, "--players", "4", "--rounds", "2", "--cheat", "periodic_bot", "--cheaters", "2", "--skip-rate", "0"
+        live_server, "--players", "10", "--rounds", "2", "--cheat", "all", "--cheaters", "2", "--skip-rate", "0"
     )
 
     print(report)  # with -s: the run's summary and its per-rule table
     assert "rounds played and scored without an error" in report
-    row = next(line.split() for line in report.splitlines() if line.startswith("periodic_bot"))
-    assert row[1] == "2" and row[-2] == "2", report  # two cheaters, both caught
-    flagged = QualityFlag.objects.filter(rule="periodic_timing").values_list("session__participant", flat=True)
-    assert len(set(flagged)) == 2
+    kinds = {"honest", *CHEATS}
+    cells = (line.split() for line in report.splitlines())
+    rows = {
+        cell[0]: [int(number) for number in cell[1:-1]]
+        for cell in cells
+        if cell[:1] and cell[0] in kinds and cell[1].isdigit()
+    }
+    assert set(rows) == kinds, report
+    honest = rows.pop("honest")
+    assert honest[0] == 10 and honest[-2] == 0, report  # n, ..., flagged: no honest player flagged
+    for kind, row in rows.items():
+        assert row[0] == 2 and row[-1] == 2, (kind, report)  # n, ..., caught: both cheaters of each kind
+    flagged = QualityFlag.objects.filter(rule="failed_catch_trial").values_list("session__participant", flat=True)
+    assert len(set(flagged)) >= 2  # the off-object cheaters, on their catch trial
     assert all(session.flag_count == session.flags.count() for session in PlaySession.objects.all())

@@ -502,7 +502,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
         parser.add_argument(
             "--cheat", action="append", default=[], metavar="KIND",
-            help=f"Add cheaters of this kind (repeatable or comma-separated): {', '.join(CHEATS)}.",
+            help=f"Add cheaters of this kind (repeatable, comma-separated, or 'all'): {', '.join(CHEATS)}.",
         )  # fmt: skip
         parser.add_argument("--cheaters", type=int, default=1, help="Cheaters of each --cheat kind (default 1).")
 
@@ -513,6 +513,7 @@ class Command(BaseCommand):
             raise CommandError("--players, --rounds and --concurrency must be at least 1")
         seed = options["seed"] if options["seed"] is not None else random.SystemRandom().randrange(2**32)
         kinds = [kind.strip() for value in options["cheat"] for kind in value.split(",") if kind.strip()]
+        kinds = [name for kind in kinds for name in (CHEATS if kind == "all" else [kind])]
         unknown = sorted(set(kinds) - set(CHEATS))
         if unknown or (kinds and options["cheaters"] < 1):
             raise CommandError(f"--cheat takes {', '.join(CHEATS)} and --cheaters at least 1 (got {unknown})")
