@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -30,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import httpx
 import numpy as np
 from django.conf import settings
 from django.core.management import call_command
@@ -38,78 +35,40 @@ from django.db import connection, transaction
 
 from games.management.commands.simulate_players import Tally, check_database, percentile_row, simulate
 from games.models import Click, Experiment, Participant, PlaySession, Round
+from games.partner_process import DEMO_CHECKPOINT, ROOT, free_port, running, serve_partner, wait_until_ready
 from games.services.scoring import refresh_image_counts
-
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_CHECKPOINT = ROOT / "model_server" / "checkpoints" / "demo.pt"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    """Wait until `url` answers 200, failing early if the process dies."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[2]} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
-@contextmanager
-def subprocess_running(command: list[str], env: dict[str, str], log: Path, ready_url: str) -> Iterator[None]:
-    """Run `command` until the block ends, once `ready_url` answers."""
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(ready_url, process, log)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
 def own_site(*, checkpoint: Path, partner: str, web_workers: int, web_threads: int, log_dir: Path) -> Iterator[str]:
     """Start the partner model server and gunicorn on free ports, on this process's database and media."""
-    model_port, web_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.DATABASE_URL,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "MODEL_SERVER_URL": f"http://127.0.0.1:{model_port}",
-        # The players speak plain HTTP on loopback: no HTTPS redirect, no Secure-only cookies.
-        "SECURE_SSL_REDIRECT": "0",
-        "SESSION_COOKIE_SECURE": "0",
-        "CSRF_COOKIE_SECURE": "0",
-        "LOG_LEVEL": "WARNING",  # a line per request would cost the site more than it measures
-    }
-    model = [sys.executable, "-m", "model_server.serve", "--checkpoint", str(checkpoint), "--name", partner,
-             "--image-root", str(settings.MEDIA_ROOT), "--port", str(model_port)]  # fmt: skip
-    web = [sys.executable, "-m", "gunicorn", "clickme_site.wsgi", "--bind", f"127.0.0.1:{web_port}",
-           "--worker-class", "gthread", "--workers", str(web_workers), "--threads", str(web_threads),
-           "--log-level", "warning"]  # fmt: skip
     with ExitStack() as stack:
-        stack.enter_context(
-            subprocess_running(model, env, log_dir / "bench-model.log", f"http://127.0.0.1:{model_port}/v2/health/ready")
+        model = stack.enter_context(
+            serve_partner(checkpoint=checkpoint, name=partner, image_root=Path(settings.MEDIA_ROOT),
+                          log_path=log_dir / "bench-model.log")
+        )  # fmt: skip
+        wait_until_ready(model, timeout=120)
+        env = {
+            **os.environ,
+            "DATABASE_URL": settings.DATABASE_URL,
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "MODEL_SERVER_URL": model.url,
+            # The players speak plain HTTP on loopback: no HTTPS redirect, no Secure-only cookies.
+            "SECURE_SSL_REDIRECT": "0",
+            "SESSION_COOKIE_SECURE": "0",
+            "CSRF_COOKIE_SECURE": "0",
+            "LOG_LEVEL": "WARNING",  # a line per request would cost the site more than it measures
+        }
+        web_port = free_port()
+        url = f"http://127.0.0.1:{web_port}"
+        web = [sys.executable, "-m", "gunicorn", "clickme_site.wsgi", "--bind", f"127.0.0.1:{web_port}",
+               "--worker-class", "gthread", "--workers", str(web_workers), "--threads", str(web_threads),
+               "--log-level", "warning"]  # fmt: skip
+        site = stack.enter_context(
+            running(web, url=url, ready_url=f"{url}/healthz", log_path=log_dir / "bench-web.log", env=env)
         )
-        stack.enter_context(subprocess_running(web, env, log_dir / "bench-web.log", f"http://127.0.0.1:{web_port}/healthz"))
-        yield f"http://127.0.0.1:{web_port}"
+        wait_until_ready(site, timeout=120)
+        yield site.url
 
 
 @dataclass(frozen=True)

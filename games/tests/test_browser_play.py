@@ -23,7 +23,7 @@ from PIL import Image as PILImage
 
 from games.management.commands.seed_demo import DEMO_PARTNER
 from games.models import Experiment, PartnerGuess, Round
-from games.tests.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
+from games.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -59,11 +59,11 @@ def partner_process(request: pytest.FixtureRequest, settings, tmp_path: Path) ->
     checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
     log_path = tmp_path / "partner.log"
     with serve_partner(checkpoint=checkpoint, name=DEMO_PARTNER, image_root=Path(settings.MEDIA_ROOT),
-                       log_path=log_path, max_delay_ms=2) as url:  # fmt: skip
+                       log_path=log_path, workers=1, max_delay_ms=2, device="cpu") as partner:  # fmt: skip
         request.getfixturevalue("experiment")
-        wait_until_ready(url, log_path)
-        settings.MODEL_SERVER_URL = url
-        yield url
+        wait_until_ready(partner)
+        settings.MODEL_SERVER_URL = partner.url
+        yield partner.url
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from django.db import connection
 
 from games.management.commands.simulate_players import MaskLookup, PlayedRound, check_database
 from games.models import Experiment, PartnerGuess, Round
-from games.tests.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
+from games.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,10 +38,10 @@ def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, 
     checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
     log_path = tmp_path / "partner.log"
     with serve_partner(checkpoint=checkpoint, name=demo.partner.name, image_root=Path(settings.MEDIA_ROOT),
-                       log_path=log_path) as url:  # fmt: skip
-        wait_until_ready(url, log_path)
-        settings.MODEL_SERVER_URL = url
-        yield url
+                       log_path=log_path, workers=1, max_delay_ms=1, device="cpu") as partner:  # fmt: skip
+        wait_until_ready(partner)
+        settings.MODEL_SERVER_URL = partner.url
+        yield partner.url
 
 
 def simulate(live_server, *args: str) -> str:
