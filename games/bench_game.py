@@ -87,8 +87,8 @@ def insert_limit(rounds: list[Round], repeats: int = 3) -> InsertLimit:
     ever makes a run slower. Each run's rows are deleted again after it.
     """
     clicks_of: dict[int, list[tuple[int, int, int]]] = {}
-    for round_id, x, y, t_ms in Click.objects.filter(round__in=rounds).order_by("round", "seq").values_list(
-        "round_id", "x", "y", "t_ms"
+    for round_id, x, y, t_ms in (
+        Click.objects.filter(round__in=rounds).order_by("round", "seq").values_list("round_id", "x", "y", "t_ms")
     ):
         clicks_of.setdefault(round_id, []).append((x, y, t_ms))
     best = float("inf")
@@ -136,9 +136,18 @@ def database_label() -> str:
 
 
 def run(
-    *, players: int = 64, seconds: float = 20.0, url: str | None = None, slug: str = "demo",
-    checkpoint: Path | None = None, web_workers: int | None = None, web_threads: int = 8, seed: int = 0,
-    keep: bool = False, log_dir: Path | None = None, out: TextIO = sys.stdout,
+    *,
+    players: int = 64,
+    seconds: float = 20.0,
+    url: str | None = None,
+    slug: str = "demo",
+    checkpoint: Path | None = None,
+    web_workers: int | None = None,
+    web_threads: int = 8,
+    seed: int = 0,
+    keep: bool = False,
+    log_dir: Path | None = None,
+    out: TextIO = sys.stdout,
 ) -> dict[str, float]:
     """Run the whole benchmark, print its table to `out`, and return the headline numbers."""
 
