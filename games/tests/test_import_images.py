@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 from PIL import Image as PILImage
 
+from games.imaging import png_bytes
 from games.models import Image
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +68,7 @@ def test_running_it_twice_imports_nothing_new(tmp_path: Path) -> None:
     [
         (lambda d: (d / "bad.png").write_bytes(b""), "empty file"),
         (lambda d: (d / "bad.png").write_text("this is not an image"), "not an image"),
-        (lambda d: (d / "bad.png").write_bytes(_png_bytes(PILImage.new("RGB", (400, 400), "red"))[:300]), "truncated"),
+        (lambda d: (d / "bad.png").write_bytes(png_bytes(PILImage.new("RGB", (400, 400), "red"))[:300]), "truncated"),
         (lambda d: save(d / "bad.png", PILImage.new("L", (3000, 3000))), "decompression bomb"),
         (lambda d: save(d / "bad.png", PILImage.new("1", (25_000, 40))), "dimensions too large"),
         (lambda d: save(d / "bad.png", PILImage.new("RGB", (20, 300))), "too small"),
@@ -174,9 +175,3 @@ def test_a_manifest_without_the_required_columns_is_refused(tmp_path: Path) -> N
     manifest.write_text("file,label\na.png,fox\n")
     with pytest.raises(Exception, match="'path' and 'class'"):
         run_import(manifest)
-
-
-def _png_bytes(image: PILImage.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
