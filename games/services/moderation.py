@@ -81,102 +81,91 @@ def _lock(model: type, pk: int) -> object:
     return model.objects.select_for_update().get(pk=pk)
 
 
-@transaction.atomic
-def shadow_ban(*, actor: AbstractBaseUser, participant: Participant, reason: str) -> ModerationAction:
-    """Stop everything the participant submitted, before and after, from counting anywhere but their own view."""
+def _set_ban(actor: AbstractBaseUser, participant: Participant, reason: str, *, banned: bool) -> ModerationAction:
     reason = _check(actor, reason)
     locked: Participant = _lock(Participant, participant.pk)
-    changed = not locked.is_shadow_banned
+    changed = locked.is_shadow_banned != banned
     if changed:
-        locked.ban_state, locked.banned_at = Participant.BanState.SHADOW, timezone.now()
+        locked.ban_state = Participant.BanState.SHADOW if banned else Participant.BanState.NONE
+        locked.banned_at = timezone.now() if banned else None
         locked.save(update_fields=["ban_state", "banned_at"])
     rounds = Round.objects.filter(participant=locked)
     touched = _propagate(rounds) if changed else {}
-    return _log(actor, Kind.SHADOW_BAN, reason, participant=locked, changed=changed, rounds_affected=rounds.count(),
-                **touched)  # fmt: skip
+    kind = Kind.SHADOW_BAN if banned else Kind.UNBAN
+    return _log(actor, kind, reason, participant=locked, changed=changed, rounds_affected=rounds.count(), **touched)
+
+
+@transaction.atomic
+def shadow_ban(*, actor: AbstractBaseUser, participant: Participant, reason: str) -> ModerationAction:
+    """Stop everything the participant submitted, before and after, from counting anywhere but their own view."""
+    return _set_ban(actor, participant, reason, banned=True)
 
 
 @transaction.atomic
 def unban(*, actor: AbstractBaseUser, participant: Participant, reason: str) -> ModerationAction:
     """Let the participant's rounds count again, including those played while banned."""
+    return _set_ban(actor, participant, reason, banned=False)
+
+
+def _set_round_validity(actor: AbstractBaseUser, round_: Round, reason: str, *, valid: bool) -> ModerationAction:
     reason = _check(actor, reason)
-    locked: Participant = _lock(Participant, participant.pk)
-    changed = locked.is_shadow_banned
+    locked: Round = _lock(Round, round_.pk)
+    if valid and PlaySession.objects.filter(pk=locked.session_id, invalidated_at__isnull=False).exists():
+        raise ActionRefused(f"session {locked.session_id} is invalidated: restore the session instead")
+    changed = (locked.invalidated_at is None) != valid
     if changed:
-        locked.ban_state, locked.banned_at = Participant.BanState.NONE, None
-        locked.save(update_fields=["ban_state", "banned_at"])
-    rounds = Round.objects.filter(participant=locked)
-    touched = _propagate(rounds) if changed else {}
-    return _log(
-        actor, Kind.UNBAN, reason, participant=locked, changed=changed, rounds_affected=rounds.count(), **touched
-    )
+        locked.invalidated_at = None if valid else timezone.now()
+        locked.save(update_fields=["invalidated_at"])
+    touched = _propagate(Round.objects.filter(pk=locked.pk)) if changed else {}
+    kind = Kind.RESTORE_ROUND if valid else Kind.INVALIDATE_ROUND
+    return _log(actor, kind, reason, round=locked, session_id=locked.session_id, changed=changed, **touched)
 
 
 @transaction.atomic
 def invalidate_round(*, actor: AbstractBaseUser, round_: Round, reason: str) -> ModerationAction:
     """Exclude one round from maps, scores and valid exports, keeping it stored."""
-    reason = _check(actor, reason)
-    locked: Round = _lock(Round, round_.pk)
-    changed = locked.invalidated_at is None
-    if changed:
-        locked.invalidated_at = timezone.now()
-        locked.save(update_fields=["invalidated_at"])
-    touched = _propagate(Round.objects.filter(pk=locked.pk)) if changed else {}
-    return _log(actor, Kind.INVALIDATE_ROUND, reason, round=locked, session_id=locked.session_id, changed=changed,
-                **touched)  # fmt: skip
+    return _set_round_validity(actor, round_, reason, valid=False)
 
 
 @transaction.atomic
 def restore_round(*, actor: AbstractBaseUser, round_: Round, reason: str) -> ModerationAction:
     """Let an invalidated round count again; a round of an invalidated session waits for its session."""
+    return _set_round_validity(actor, round_, reason, valid=True)
+
+
+def _set_session_validity(
+    actor: AbstractBaseUser, session: PlaySession, reason: str, *, valid: bool
+) -> ModerationAction:
     reason = _check(actor, reason)
-    locked: Round = _lock(Round, round_.pk)
-    if PlaySession.objects.filter(pk=locked.session_id, invalidated_at__isnull=False).exists():
-        raise ActionRefused(f"session {locked.session_id} is invalidated: restore the session instead")
-    changed = locked.invalidated_at is not None
+    locked: PlaySession = _lock(PlaySession, session.pk)
+    round_ids: list[int] = []
+    changed = (locked.invalidated_at is None) != valid
     if changed:
-        locked.invalidated_at = None
+        # The session's own invalidated_at picks the rounds: None (its valid rounds) when
+        # invalidating, then the stamp they were given when restoring, so rounds invalidated one
+        # by one beforehand stay invalidated.
+        stamp = None if valid else timezone.now()
+        rounds = Round.objects.select_for_update().filter(session=locked, invalidated_at=locked.invalidated_at)
+        round_ids = sorted(rounds.values_list("pk", flat=True))
+        Round.objects.filter(pk__in=round_ids).update(invalidated_at=stamp)
+        locked.invalidated_at = stamp
         locked.save(update_fields=["invalidated_at"])
-    touched = _propagate(Round.objects.filter(pk=locked.pk)) if changed else {}
-    return _log(actor, Kind.RESTORE_ROUND, reason, round=locked, session_id=locked.session_id, changed=changed,
-                **touched)  # fmt: skip
+    touched = _propagate(Round.objects.filter(session=locked)) if changed else {}
+    kind = Kind.RESTORE_SESSION if valid else Kind.INVALIDATE_SESSION
+    return _log(actor, kind, reason, session=locked, participant_id=locked.participant_id, changed=changed,
+                rounds_affected=round_ids, **touched)  # fmt: skip
 
 
 @transaction.atomic
 def invalidate_session(*, actor: AbstractBaseUser, session: PlaySession, reason: str) -> ModerationAction:
     """Invalidate a session and its valid rounds, all stamped with one time so a restore finds exactly them."""
-    reason = _check(actor, reason)
-    locked: PlaySession = _lock(PlaySession, session.pk)
-    round_ids: list[int] = []
-    changed = locked.invalidated_at is None
-    if changed:
-        stamp = timezone.now()
-        valid = Round.objects.select_for_update().filter(session=locked, invalidated_at__isnull=True)
-        round_ids = sorted(valid.values_list("pk", flat=True))
-        Round.objects.filter(pk__in=round_ids).update(invalidated_at=stamp)
-        locked.invalidated_at = stamp
-        locked.save(update_fields=["invalidated_at"])
-    touched = _propagate(Round.objects.filter(session=locked)) if changed else {}
-    return _log(actor, Kind.INVALIDATE_SESSION, reason, session=locked, participant_id=locked.participant_id,
-                changed=changed, rounds_affected=round_ids, **touched)  # fmt: skip
+    return _set_session_validity(actor, session, reason, valid=False)
 
 
 @transaction.atomic
 def restore_session(*, actor: AbstractBaseUser, session: PlaySession, reason: str) -> ModerationAction:
     """Undo invalidate_session: its rounds count again, except those invalidated one by one beforehand."""
-    reason = _check(actor, reason)
-    locked: PlaySession = _lock(PlaySession, session.pk)
-    round_ids: list[int] = []
-    changed = locked.invalidated_at is not None
-    if changed:
-        stamped = Round.objects.select_for_update().filter(session=locked, invalidated_at=locked.invalidated_at)
-        round_ids = sorted(stamped.values_list("pk", flat=True))
-        Round.objects.filter(pk__in=round_ids).update(invalidated_at=None)
-        locked.invalidated_at = None
-        locked.save(update_fields=["invalidated_at"])
-    touched = _propagate(Round.objects.filter(session=locked)) if changed else {}
-    return _log(actor, Kind.RESTORE_SESSION, reason, session=locked, participant_id=locked.participant_id,
-                changed=changed, rounds_affected=round_ids, **touched)  # fmt: skip
+    return _set_session_validity(actor, session, reason, valid=True)
 
 
 def _set_image_state(actor: AbstractBaseUser, image: Image, reason: str, kind: str, state: str) -> ModerationAction:
