@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.conf import settings
 
 from games.models import PartnerModel, PartnerModelVersion
 from model_server.client import PartnerClient
 
+# One client per process and configuration, kept for the life of the process, so that guesses
+# reuse its pooled keep-alive connections instead of opening a new client and connection each
+# time. httpx.Client (under PartnerClient) is safe to share between the threads of a gthread
+# worker or the live test server. The key holds the settings, which tests change between tests
+# (each has its own partner server), and the process id, so that a child forked after a client
+# was made never shares that client's sockets with its parent.
+_clients: dict[tuple[int, str, float, int, float], PartnerClient] = {}
+_clients_lock = threading.Lock()
 
-def live_client() -> PartnerClient:
-    """A client for guesses shown while a player paints: one try, a short timeout.
+
+def _shared_client(*, timeout: float, retries: int, backoff: float) -> PartnerClient:
+    key = (os.getpid(), settings.MODEL_SERVER_URL, timeout, retries, backoff)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = PartnerClient(key[1], timeout=timeout, retries=retries, backoff=backoff)
+            _clients[key] = client
+    return client
+
+
+@contextmanager
+def live_client() -> Iterator[PartnerClient]:
+    """The client for guesses shown while a player paints: one try, a short timeout.
 
     The player is waiting, so a slow partner must fail fast (503 to the browser) rather than
-    stall the request; the authoritative score comes later from the worker anyway.
+    stall the request; the authoritative score comes later from the worker anyway. Use it as
+    `with live_client() as client:`; the block leaves the shared client open.
     """
-    return PartnerClient(settings.MODEL_SERVER_URL, timeout=settings.MODEL_SERVER_TIMEOUT_MS / 1000, retries=0)
+    yield _shared_client(timeout=settings.MODEL_SERVER_TIMEOUT_MS / 1000, retries=0, backoff=0.2)
 
 
-def scoring_client() -> PartnerClient:
-    """A client for authoritative scoring in a worker: a longer timeout and a few retries."""
-    return PartnerClient(settings.MODEL_SERVER_URL, timeout=30.0, retries=2, backoff=0.5)
+@contextmanager
+def scoring_client() -> Iterator[PartnerClient]:
+    """The client for authoritative scoring in a worker: a longer timeout and a few retries (shared, as above)."""
+    yield _shared_client(timeout=30.0, retries=2, backoff=0.5)
 
 
 def record_version(*, partner: PartnerModel, version: str, classes: list[str] | None = None) -> PartnerModelVersion:
