@@ -43,9 +43,11 @@ run: install .env $(DEMO_CHECKPOINT)
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	SECRET_KEY=$${SECRET_KEY:-$(TEST_SECRET_KEY)} $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Benchmarks print tables with ratios measured side by side in one run (never timed tests).

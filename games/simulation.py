@@ -208,9 +208,7 @@ def _timer_lateness(hand: Hand, rng: np.random.Generator) -> int:
     return late
 
 
-def paint(
-    mask: np.ndarray | None, rules: Rules, rng: np.random.Generator, hand: Hand | None = None
-) -> list[Bubble]:
+def paint(mask: np.ndarray | None, rules: Rules, rng: np.random.Generator, hand: Hand | None = None) -> list[Bubble]:
     """The whole trail one player would paint in a round if nothing stopped it before the time limit.
 
     `mask` is a (256, 256) array, true on the object (None, or an empty mask, paints around the

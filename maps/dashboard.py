@@ -31,8 +31,15 @@ class Chart:
     plot: dict = field(default_factory=dict)
 
 
-def bar_chart(series: list[tuple[str, float]], *, width: int = 360, height: int = 180, max_value: float | None = None,
-              reference: tuple[float, str] | None = None, max_labels: int = 6) -> Chart:
+def bar_chart(
+    series: list[tuple[str, float]],
+    *,
+    width: int = 360,
+    height: int = 180,
+    max_value: float | None = None,
+    reference: tuple[float, str] | None = None,
+    max_labels: int = 6,
+) -> Chart:
     """Lay out one bar per (label, value), on a y axis from 0 to a round number at or above the largest value.
 
     The default size is about the size a chart is drawn at in the dashboard's grid, so that its

@@ -72,7 +72,11 @@ def _source(identity: dict[str, str]) -> str:
 
 @transaction.atomic
 def consent(
-    *, experiment: Experiment, participant: Participant | None, identity: dict[str, str], age_confirmed: bool,
+    *,
+    experiment: Experiment,
+    participant: Participant | None,
+    identity: dict[str, str],
+    age_confirmed: bool,
     agreed: bool,
 ) -> Participant:
     """Record consent to this experiment's current text, creating or finding the participant.

@@ -20,9 +20,9 @@ from model_server.seeds import noise_seed
 logger = logging.getLogger(__name__)
 
 SWEEP_AFTER = timedelta(seconds=30)  # younger rounds are probably still in their first task
-COUNTING_ROUNDS = Q(
-    status=Round.Status.SCORED, invalidated_at__isnull=True, session__invalidated_at__isnull=True
-) & ~Q(outcome=Round.Outcome.SKIPPED)
+COUNTING_ROUNDS = Q(status=Round.Status.SCORED, invalidated_at__isnull=True, session__invalidated_at__isnull=True) & ~Q(
+    outcome=Round.Outcome.SKIPPED
+)
 
 
 def score_round(*, round_id: int) -> Round:
@@ -136,4 +136,3 @@ def enqueue_unscored_rounds(*, older_than: timedelta = SWEEP_AFTER) -> int:
     if ids:
         logger.info("sweep re-enqueued %d unscored rounds", len(ids))
     return len(ids)
-

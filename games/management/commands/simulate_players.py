@@ -289,9 +289,19 @@ class Player:
 
 
 def run_player(
-    *, index: int, url: str, slug: str, tally: Tally, masks: MaskSource, seed: int, rounds: int | None = None,
-    until_time: float | None = None, score_timeout: float = 60.0, on_round: Callable[[], None] = lambda: None,
-    cheat: str | None = None, **player_options: object,
+    *,
+    index: int,
+    url: str,
+    slug: str,
+    tally: Tally,
+    masks: MaskSource,
+    seed: int,
+    rounds: int | None = None,
+    until_time: float | None = None,
+    score_timeout: float = 60.0,
+    on_round: Callable[[], None] = lambda: None,
+    cheat: str | None = None,
+    **player_options: object,
 ) -> None:
     """Play `rounds` rounds (or as many as fit before `until_time`, a monotonic time) as one new participant."""
     player = Player(url=url, slug=slug, tally=tally, masks=masks, rng=np.random.default_rng([seed, index]),
@@ -417,9 +427,18 @@ def check_database(played: list[PlayedRound]) -> DatabaseCheck:
 
 
 def simulate(
-    *, url: str, slug: str, players: int, concurrency: int, seed: int, rounds: int | None = None,
-    seconds: float | None = None, progress: bool = False, score_timeout: float = 60.0,
-    cheats: dict[str, int] | None = None, **player_options: object,
+    *,
+    url: str,
+    slug: str,
+    players: int,
+    concurrency: int,
+    seed: int,
+    rounds: int | None = None,
+    seconds: float | None = None,
+    progress: bool = False,
+    score_timeout: float = 60.0,
+    cheats: dict[str, int] | None = None,
+    **player_options: object,
 ) -> tuple[Tally, float]:
     """Run `players` simulated participants, `concurrency` at a time; return what they saw and the wall time."""
     tally, masks = Tally(), MaskLookup()
