@@ -31,11 +31,24 @@ def partner_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def partner(settings, partner_checkpoint: Path) -> Iterator[object]:
     """A real model server on loopback serving the site's media; settings point the site at it."""
+    yield from _serve(settings, partner_checkpoint)
+
+
+@pytest.fixture
+def demo_partner(settings) -> Iterator[object]:
+    """The same, serving the shipped demo partner: rounds end as in the game, when the shape is revealed
+    (a random-weight partner names the right class at one query in ten, ending rounds at random)."""
+    from games.partner_process import DEMO_CHECKPOINT
+
+    yield from _serve(settings, DEMO_CHECKPOINT)
+
+
+def _serve(settings, checkpoint: Path) -> Iterator[object]:
     from model_server.serve import ServerSettings
     from model_server.tests.serving import run_server
 
     server_settings = ServerSettings(
-        checkpoint=partner_checkpoint, name="demo-gala", image_root=Path(settings.MEDIA_ROOT), max_delay_ms=1
+        checkpoint=checkpoint, name="demo-gala", image_root=Path(settings.MEDIA_ROOT), max_delay_ms=1
     )
     with run_server(server_settings) as server:
         settings.MODEL_SERVER_URL = server.url

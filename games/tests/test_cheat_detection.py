@@ -110,26 +110,30 @@ def test_rules_catch_cheaters_and_spare_honest_players(population: dict, capsys:
 
 
 def test_a_mixed_population_playing_over_http_is_caught_and_honest_players_are_spared(
-    live_server, partner, eager_tasks: None, demo: Experiment, settings
+    live_server, demo_partner, eager_tasks: None, demo: Experiment, settings
 ) -> None:
-    """`simulate_players` itself, over HTTP: 10 honest players and 2 cheaters of every kind, 2 rounds each.
+    """`simulate_players` itself, over HTTP: 10 honest players and 2 cheaters of every kind, 3 rounds each.
 
     Each session meets one catch trial (the demo's rate, games.services.sampling.catch_rounds),
-    which is what catches off-object clicking before the images have consensus maps.
+    which is what catches off-object clicking before the images have consensus maps. A cheater
+    whose rounds all end at the first query (the partner happened to name the image) painted too
+    little to judge; the issue's bar, ≥ 90 % of cheaters and ≤ 5 % of honest players, allows for it.
     """
     from games.tests.test_simulate_players import simulate
 
     demo.time_limit_ms = 2000  # short rounds keep the test quick; 40 bubbles still show the bot's clock
+    demo.rounds_per_session = 3
     demo.save()
     settings.MODEL_SERVER_TIMEOUT_MS = 10_000  # two shared cores: a live guess can be slow
     report = simulate(
-        live_server, "--players", "10", "--rounds", "2", "--cheat", "all", "--cheaters", "2", "--skip-rate", "0"
+        live_server, "--players", "10", "--rounds", "3", "--cheat", "all", "--cheaters", "2", "--skip-rate", "0"
     )
 
     print(report)  # with -s: the run's summary and its per-rule table
     assert "rounds played and scored without an error" in report
     kinds = {"honest", *CHEATS}
     cells = (line.split() for line in report.splitlines())
+    # Per kind: n, refused, one column per rule, flagged, caught (the rate column is left off).
     rows = {
         cell[0]: [int(number) for number in cell[1:-1]]
         for cell in cells
@@ -137,9 +141,10 @@ def test_a_mixed_population_playing_over_http_is_caught_and_honest_players_are_s
     }
     assert set(rows) == kinds, report
     honest = rows.pop("honest")
-    assert honest[0] == 10 and honest[-2] == 0, report  # n, ..., flagged: no honest player flagged
-    for kind, row in rows.items():
-        assert row[0] == 2 and row[-1] == 2, (kind, report)  # n, ..., caught: both cheaters of each kind
+    assert honest[0] == 10 and honest[-2] == 0, report  # no honest player flagged
+    assert all(row[0] == 2 for row in rows.values()), report
+    assert sum(row[-1] for row in rows.values()) >= 0.9 * 10, report  # at least 9 of the 10 cheaters caught
+    assert all(row[-1] >= 1 for row in rows.values()), report  # and some of every kind
     flagged = QualityFlag.objects.filter(rule="failed_catch_trial").values_list("session__participant", flat=True)
     assert len(set(flagged)) >= 2  # the off-object cheaters, on their catch trial
     assert all(session.flag_count == session.flags.count() for session in PlaySession.objects.all())
