@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from model_server.batching import input_buffer
 from model_server.config import preset
 from model_server.network import gala_small, save_checkpoint
 from model_server.registry import load_model
@@ -92,7 +93,7 @@ def raw_throughput(model: torch.nn.Module, batch_size: int, seconds: float, stre
             while time.perf_counter() < begun[0][1] + seconds:
                 if reveal:
                     seeds = list(range(done[stream], done[stream] + batch_size))
-                    seen = reveal_batch(images, bubbles, counts, seeds).contiguous(memory_format=torch.channels_last)
+                    seen = reveal_batch(images, bubbles, counts, seeds, out=input_buffer(batch_size, seen.device))
                 model(seen)
                 done[stream] += batch_size
 

@@ -6,8 +6,8 @@ a torchvision ResNet-50 state dict loads with ``strict=False`` and only GALA key
 GALA gates start as the identity (see ``gala.py``), so the loaded network computes exactly what
 the plain one did.
 
-Inputs are RGB floats in [0, 1] at 224x224 (what ``reveal.reveal_batch`` renders); the ImageNet
-normalisation torchvision weights expect happens inside ``forward``.
+Inputs are RGB at 224x224, floats in [0, 1] or uint8 pixels (what ``reveal.reveal_batch``
+renders); the ImageNet normalisation torchvision weights expect happens inside ``forward``.
 """
 
 from __future__ import annotations
@@ -92,6 +92,9 @@ class GALANet(nn.Module):
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("scale", 1.0 / std, persistent=False)
         self.register_buffer("shift", -torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) / std, persistent=False)
+        # 8-bit pixels (0..255) are normalised in the same single op: the server renders uint8, a
+        # quarter of the bytes of a float input, and skips a pass that only divided by 255.
+        self.register_buffer("scale_8bit", 1.0 / (255.0 * std), persistent=False)
         self.inplanes = config.stem_width
         self.conv1 = nn.Conv2d(3, config.stem_width, 7, config.stem_stride, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(config.stem_width)
@@ -121,20 +124,24 @@ class GALANet(nn.Module):
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Return logits (B, classes) and one attention map (B, 1, H, W) per GALA block, in order."""
-        x = torch.addcmul(self.shift, x, self.scale)  # ImageNet normalisation
+        return self._run(x, keep_maps=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return logits (B, classes) for images (B, 3, H, W): floats in [0, 1] or uint8 pixels."""
+        return self._run(x, keep_maps=False)[0]
+
+    def _run(self, x: torch.Tensor, *, keep_maps: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # ImageNet normalisation, of floats in [0, 1] or of 8-bit pixels.
+        x = torch.addcmul(self.shift, x, self.scale_8bit if x.dtype == torch.uint8 else self.scale)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         maps = []
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in layer:  # an explicit loop, not hooks, so the maps are a return value
                 x, attention = block(x)
-                if attention is not None:
+                if keep_maps and attention is not None:
                     maps.append(attention_map(attention))
         logits = self.fc(torch.flatten(self.avgpool(x), 1))
         return logits, maps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return logits (B, classes) for images (B, 3, H, W) in [0, 1]."""
-        return self.forward_with_attention(x)[0]
 
 
 def build(config: GALAConfig) -> GALANet:

@@ -5,7 +5,7 @@ from __future__ import annotations
 _MASK64 = (1 << 64) - 1
 
 
-def _splitmix64(value: int) -> int:
+def splitmix64(value: int) -> int:
     """Mix a 64-bit integer into a well-spread 64-bit integer (Steele et al.'s SplitMix64)."""
     z = (value + 0x9E3779B97F4A7C15) & _MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
@@ -17,5 +17,5 @@ def noise_seed(round_id: int, query_index: int) -> int:
     """Return the noise seed of one partner query, the same on every process and machine."""
     # Pure integer arithmetic, not hash(): Python salts str hashes per process, and the live
     # query (web) and the authoritative replay (worker) must draw the same noise.
-    mixed = _splitmix64(_splitmix64(round_id & _MASK64) ^ (query_index & _MASK64))
+    mixed = splitmix64(splitmix64(round_id & _MASK64) ^ (query_index & _MASK64))
     return mixed >> 1  # 63 bits: fits torch's int64 tensors and Generator.manual_seed
