@@ -140,12 +140,13 @@ def _claim(export_id: int) -> Export | None:
 
 
 def _window(export: Export) -> Window:
-    # Every export stops at its own start, so "since the last export" increments tile time exactly.
+    # Every export stops at its own start, so "since the last export" increments tile time exactly:
+    # [previous start, own start) on the moment each round became final (exports.Window).
     moments = {name: _parse_moment(name, export.filters[name]) for name in ("from", "to") if export.filters.get(name)}
     start = _bound(moments["from"], end=False) if "from" in moments else None
-    cutoff = export.started_at + timedelta(microseconds=1)
-    end = min(cutoff, _bound(moments["to"], end=True)) if "to" in moments else cutoff
-    return Window(start=start, end=end, after=export.since.started_at if export.since else None)
+    end = _bound(moments["to"], end=True) if "to" in moments else None
+    after = export.since.started_at if export.since else None
+    return Window(start=start, end=end, cutoff=export.started_at, after=after)
 
 
 def _progress_recorder(export_id: int, also: ProgressCallback | None) -> ProgressCallback:

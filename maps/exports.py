@@ -57,10 +57,18 @@ ROUND_FIELDS = (
 
 @dataclass(frozen=True)
 class Window:
-    """The submission-time window of an export: [start, end) from the filters, after `after` (since-last)."""
+    """Which rounds an export covers.
+
+    `start` and `end` bound the submission time ([start, end), from the filters). `cutoff` is the
+    export's own start and `after` the start of the export it follows (since-last): together they
+    tile time by the moment a round became final, so successive increments neither repeat nor
+    miss a round. For valid rounds that moment is their scoring, not their submission: a round
+    submitted just before an export but scored after it belongs to the next increment.
+    """
 
     start: datetime | None
-    end: datetime
+    end: datetime | None
+    cutoff: datetime
     after: datetime | None
 
     def as_dict(self) -> dict[str, str | None]:
@@ -68,17 +76,17 @@ class Window:
 
 
 def select_rounds(*, export: Export, window: Window) -> QuerySet[Round]:
-    """The export's rounds: its experiment, submitted inside the window, in its quality state."""
-    rounds = Round.objects.filter(
-        QUALITY[export.filters.get("quality", "valid")],
-        experiment_id=export.experiment_id,
-        submitted_at__isnull=False,
-        submitted_at__lt=window.end,
-    )
+    """The export's rounds: its experiment, in its quality state, inside the window."""
+    quality = export.filters.get("quality", "valid")
+    rounds = Round.objects.filter(QUALITY[quality], experiment_id=export.experiment_id, submitted_at__isnull=False)
     if window.start is not None:
         rounds = rounds.filter(submitted_at__gte=window.start)
+    if window.end is not None:
+        rounds = rounds.filter(submitted_at__lt=window.end)
+    final = "scored_at" if quality == "valid" else "submitted_at"  # valid rounds are all scored
+    rounds = rounds.filter(**{f"{final}__lt": window.cutoff})
     if window.after is not None:
-        rounds = rounds.filter(submitted_at__gt=window.after)
+        rounds = rounds.filter(**{f"{final}__gte": window.after})
     return rounds
 
 

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from clickme_site.celery import app as celery_app
+from games.models import Round
 from games.tests.factories import ExperimentFactory, UserFactory
 from maps.export_jobs import ExportRequestInvalid, create_export, export_path, last_successful_export, run_export
 from maps.export_tasks import export_dataset_task
@@ -170,6 +171,19 @@ def test_since_last_export_counts_only_new_rounds(played: Played) -> None:
     manifest = json.loads(read(second, "manifest.json"))
     assert manifest["since"] == {"export_id": first.pk, "dataset_version": first.dataset_version}
     assert second.since == first and second.counts["maps"] == 1  # only the image the new round touched
+    assert export_of(played, since=second).counts["rounds"] == 0
+
+
+def test_a_round_submitted_before_an_export_but_scored_after_it_is_in_the_next_increment(played: Played) -> None:
+    waiting = add_round(played.sessions[1], played.images[0], timezone.now(), version=None)  # submitted, not scored
+    first = export_of(played)
+    assert str(waiting.pk) not in {row["round"] for row in csv_rows(first)}
+    Round.objects.filter(pk=waiting.pk).update(
+        status=Round.Status.SCORED, outcome=Round.Outcome.CORRECT, points=44, partner_version=played.version,
+        scored_at=timezone.now(),
+    )  # fmt: skip
+    second = export_of(played, since=first)
+    assert {row["round"] for row in csv_rows(second)} == {str(waiting.pk)}
     assert export_of(played, since=second).counts["rounds"] == 0
 
 
