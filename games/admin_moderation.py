@@ -24,6 +24,7 @@ from games import moderation_stats as stats
 from games.models import Experiment, Round
 from games.services import moderation
 from games.services.moderation import ModerationError, can_moderate
+from games.static_modules import import_map_tag
 
 
 @dataclass(frozen=True)
@@ -159,8 +160,8 @@ def replay_widget(rounds: QuerySet[Round]) -> str:
         '<option value="4">4×</option></select></label></p>'
         '<canvas id="replay-canvas" width="256" height="256" style="width:384px;height:384px;background:#111">'
         '</canvas><p id="replay-caption" class="help">Choose a round to replay its bubbles in their recorded timing.'
-        '</p>{}<script type="module" src="{}"></script></div>',
-        buttons, json_script(data, "replay-data"), static("games/replay.js"),
+        '</p>{}{}<script type="module" src="{}"></script></div>',
+        buttons, json_script(data, "replay-data"), import_map_tag(), static("games/replay.js"),
     )  # fmt: skip
 
 
