@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ class Job:
     bubble_size: int
     top_k: int
     attention: bool
+    priority: int = 0  # 0 first (protocol.PRIORITIES)
     future: asyncio.Future = field(default_factory=_new_future)
 
     def __len__(self) -> int:
@@ -162,7 +164,9 @@ class DynamicBatcher:
         self.queued_items = 0
         self.batches = 0
         self.batched_items = 0
-        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        # (priority, arrival, job): the most urgent first, first come first served within a priority.
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Job]] = asyncio.PriorityQueue()
+        self._arrivals = itertools.count()
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
@@ -177,7 +181,7 @@ class DynamicBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         while not self._queue.empty():
-            job = self._queue.get_nowait()
+            *_, job = self._queue.get_nowait()
             job.future.set_exception(Overloaded("the server is shutting down"))
 
     async def submit(self, job: Job) -> Prediction:
@@ -185,7 +189,7 @@ class DynamicBatcher:
         if self.queued_items + len(job) > self.max_queue:
             raise Overloaded(f"server overloaded: {self.queued_items} items already queued")
         self.queued_items += len(job)
-        self._queue.put_nowait(job)
+        self._queue.put_nowait((job.priority, next(self._arrivals), job))
         return await job.future
 
     def stats(self) -> dict[str, float]:
@@ -196,7 +200,7 @@ class DynamicBatcher:
         """Collect batches and run them, forever."""
         carry: Job | None = None
         while True:
-            batch = [carry if carry is not None else await self._queue.get()]
+            batch = [carry if carry is not None else (await self._queue.get())[-1]]
             carry = await self._fill(batch)
             for job in batch:
                 self.queued_items -= len(job)
@@ -209,7 +213,7 @@ class DynamicBatcher:
         size = len(batch[0])
         while size < self.max_batch_size:
             try:
-                job = self._queue.get_nowait()
+                *_, job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -218,7 +222,7 @@ class DynamicBatcher:
                     # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop an item
                     # that arrives just as the delay runs out.
                     async with asyncio.timeout(remaining):
-                        job = await self._queue.get()
+                        *_, job = await self._queue.get()
                 except TimeoutError:
                     return None
             if size + len(job) > self.max_batch_size:

@@ -56,7 +56,9 @@ class Guess:
     attention: list[list[list[float]]] = field(default_factory=list)  # per GALA block, H x W
 
 
-def infer_body(items: list[GuessItem], *, top_k: int, bubble_size: int, attention: bool) -> dict:
+def infer_body(
+    items: list[GuessItem], *, top_k: int, bubble_size: int, attention: bool, priority: str = "interactive"
+) -> dict:
     """Build the OIP infer request for items, padding bubble lists with (-1, -1)."""
     longest = max((len(item.bubbles) for item in items), default=0)
     bubbles: list[int] = []
@@ -73,7 +75,7 @@ def infer_body(items: list[GuessItem], *, top_k: int, bubble_size: int, attentio
             {"name": "noise_seed", "datatype": "INT64", "shape": [batch],
              "data": [int(item.seed) for item in items]},
         ],
-        "parameters": {"top_k": top_k, "bubble_size": bubble_size, "attention": attention},
+        "parameters": {"top_k": top_k, "bubble_size": bubble_size, "attention": attention, "priority": priority},
     }  # fmt: skip
 
 
@@ -150,12 +152,16 @@ class PartnerClient:
         bubble_size: int = 21,
         attention: bool = False,
         version: str | None = None,
+        priority: str = "interactive",
     ) -> list[Guess]:
-        """Ask the partner for its top-k guesses on items, all in one request."""
+        """Ask the partner for its top-k guesses on items, all in one request.
+
+        `priority` "bulk" lets the server batch waiting "interactive" requests (live guesses) first.
+        """
         if not items:
             return []
         path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
-        body = infer_body(items, top_k=top_k, bubble_size=bubble_size, attention=attention)
+        body = infer_body(items, top_k=top_k, bubble_size=bubble_size, attention=attention, priority=priority)
         return parse_guesses(self._request("POST", path, body))
 
     def load_version(self, model: str, checkpoint: str, *, activate: bool = True, version: str = "") -> dict:

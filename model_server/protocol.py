@@ -46,6 +46,12 @@ class ParsedInfer:
     top_k: int
     bubble_size: int
     attention: bool
+    priority: str = "interactive"
+
+
+# Waiting requests are batched in this order: a participant waiting on a live guess comes before
+# the authoritative re-scoring of finished rounds, which nobody watches.
+PRIORITIES = ("interactive", "bulk")
 
 
 def _flatten(data: list) -> list:
@@ -170,7 +176,15 @@ def parse_infer(body: dict, settings: ServerSettings, num_classes: int) -> Parse
         top_k=_parameter(params, "top_k", int, min(5, num_classes), 1, num_classes),
         bubble_size=_parameter(params, "bubble_size", int, BUBBLE_SIZE, 1, IMAGE_SIZE),
         attention=_parameter(params, "attention", bool, False),
+        priority=_priority(params),
     )
+
+
+def _priority(params: dict) -> str:
+    value = params.get("priority", PRIORITIES[0])
+    if value not in PRIORITIES:
+        raise BadRequest(f"parameter 'priority' must be one of {list(PRIORITIES)}, got {value!r}")
+    return value
 
 
 def _output(name: str, datatype: str, data: list, shape: list[int]) -> dict:
@@ -217,6 +231,7 @@ def metadata(loaded: LoadedModel, registry: ModelRegistry, settings: ServerSetti
             "top_k": min(5, len(loaded.classes)),
             "bubble_size": BUBBLE_SIZE,
             "attention": False,
+            "priority": PRIORITIES[0],
             "max_bubbles": settings.max_bubbles,
             "max_items": settings.max_items,
         },

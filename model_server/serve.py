@@ -135,6 +135,7 @@ async def infer(request: web.Request) -> web.Response:
         bubble_size=parsed.bubble_size,
         top_k=parsed.top_k,
         attention=parsed.attention,
+        priority=protocol.PRIORITIES.index(parsed.priority),
     )
     prediction = await state.batcher.submit(job)
     return web.json_response(protocol.infer_response(loaded, prediction, body.get("id")))

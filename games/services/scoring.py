@@ -45,7 +45,8 @@ def score_round(*, round_id: int) -> Round:
     ]
     partner = round_.experiment.partner.name
     with scoring_client() as client:
-        guesses = client.guess(partner, items, top_k=top_k, bubble_size=rules["bubble_size"])
+        # "bulk": the model server batches participants' waiting live guesses before re-scoring.
+        guesses = client.guess(partner, items, top_k=top_k, bubble_size=rules["bubble_size"], priority="bulk")
         version = guesses[0].model_version if guesses else client.metadata(partner)["active_version"]
     recognised_at = _first_recognised(guesses, round_.image.category.name, top_k)
     recognised_at_ms = clicks[(recognised_at + 1) * every - 1][2] if recognised_at is not None else None

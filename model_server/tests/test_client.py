@@ -103,7 +103,7 @@ def test_503_and_timeouts_are_retried_then_succeed() -> None:
     assert guess.model_version == "v7"
     sent = json.loads(requests[0].content)
     assert sent["inputs"][1]["shape"] == [1, 3, 2]
-    assert sent["parameters"] == {"top_k": 2, "bubble_size": 21, "attention": False}
+    assert sent["parameters"] == {"top_k": 2, "bubble_size": 21, "attention": False, "priority": "interactive"}
 
 
 def test_overload_that_persists_raises_unavailable() -> None:

@@ -68,6 +68,10 @@ CASES = {
     "batch mismatch": (changed(lambda body: body["inputs"][2].update(shape=[2], data=[1, 2])), "batch size"),
     "top_k too large": (changed(lambda body: body.update(parameters={"top_k": 11})), "'top_k' must be in"),
     "attention not a bool": (changed(lambda body: body.update(parameters={"attention": 1})), "'attention'"),
+    "unknown priority": (
+        changed(lambda body: body.update(parameters={"priority": "urgent"})),
+        "'priority' must be one",
+    ),
     "not an object": ([1, 2, 3], "JSON object"),
 }
 
