@@ -173,7 +173,7 @@ def _maps(experiment_id: int) -> dict[int, tuple[bytes, bytes, str]]:
 
 def _valid_export_rounds(experiment: object) -> set[int]:
     export = Export(experiment=experiment, filters={"quality": "valid"})
-    window = Window(start=None, end=timezone.now() + timedelta(minutes=1), after=None)
+    window = Window(start=None, end=None, cutoff=timezone.now() + timedelta(minutes=1), after=None)
     return set(select_rounds(export=export, window=window).values_list("pk", flat=True))
 
 
