@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model_server.canvas import IMAGE_SIZE  # the game's 256 x 256 coordinate space
+
 Bubble = tuple[int, int, int]  # (x, y, t_ms)
 Finding = tuple[float, str]  # (score, reason)
-IMAGE_SIZE = 256  # games.models.IMAGE_SIZE; not imported: no Django here
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model_server.canvas import IMAGE_SIZE  # the game's 256 x 256 coordinate space
+
 Bubble = tuple[int, int, int]  # (x, y, t_ms), as uploaded
 Point = tuple[float, float]
 
-IMAGE_SIZE = 256  # the game's coordinate space (games.models.IMAGE_SIZE; not imported: no Django here)
 MIN_MASK_PIXELS = 30  # a smaller "object" is noise in the mask: paint as if there were none
 
 

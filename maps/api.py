@@ -6,11 +6,9 @@ answers 404 (its existence does not leak) and a request without credentials answ
 
 from __future__ import annotations
 
-import io
 from functools import cached_property
 from pathlib import PurePosixPath
 
-import numpy as np
 from django.db.models import Count, Prefetch, QuerySet
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -34,7 +32,7 @@ from maps.serializers import (
     ReliabilitySerializer,
     RoundSerializer,
 )
-from maps.services import heatmap_array, overlay_png
+from maps.services import heatmap_array, npy_bytes, overlay_png
 
 
 class ExperimentScoped:
@@ -122,9 +120,7 @@ class MapNpyApi(MapFileApi):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request: Request, slug: str, image_id: int) -> HttpResponse:
         click_map = self.ready_map(image_id)
-        buffer = io.BytesIO()
-        np.save(buffer, heatmap_array(click_map), allow_pickle=False)
-        response = HttpResponse(buffer.getvalue(), content_type="application/octet-stream")
+        response = HttpResponse(npy_bytes(heatmap_array(click_map)), content_type="application/octet-stream")
         response["Content-Disposition"] = f'attachment; filename="map-{click_map.image_id}.npy"'
         return response
 

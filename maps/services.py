@@ -66,7 +66,8 @@ def map_rounds(*, experiment_id: int, image_id: int, min_clicks: int = MapParame
     return _selected(experiment_id, [image_id], min_clicks)
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The array as a .npy file's bytes (no pickles: safe for anyone to numpy.load)."""
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
@@ -77,7 +78,7 @@ def _store_npy(field: FieldFile, stem: str, array: np.ndarray | None) -> None:
     if array is None:
         field.name = ""
         return
-    data = _npy_bytes(array)
+    data = npy_bytes(array)
     path = field.field.generate_filename(field.instance, f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.npy")
     if path != field.name:
         field.name = path if field.storage.exists(path) else field.storage.save(path, ContentFile(data))

@@ -24,6 +24,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
+from model_server.canvas import IMAGE_SIZE  # the game's 256 x 256 coordinate space
+
 CLASSES: tuple[str, ...] = (
     "circle",
     "square",
@@ -36,7 +38,6 @@ CLASSES: tuple[str, ...] = (
     "crescent",
     "heart",
 )
-IMAGE_SIZE = 256
 # Object area as a fraction of the image, inside the 5-25 % the game is designed for: a 21 px
 # bubble then uncovers 1-3 % of the object, so a few dozen bubbles are needed to recognise it.
 MIN_AREA, MAX_AREA = 0.06, 0.22

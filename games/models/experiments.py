@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 
-IMAGE_SIZE = 256  # side of the stored centre crop, in pixels: the game's coordinate space
+from model_server.canvas import IMAGE_SIZE  # the game's 256 x 256 coordinate space
 
 
 class ImageSet(models.Model):
