@@ -124,6 +124,8 @@ def test_a_mixed_population_playing_over_http_is_caught_and_honest_players_are_s
     demo.time_limit_ms = 2000  # short rounds keep the test quick; 40 bubbles still show the bot's clock
     demo.rounds_per_session = 3
     demo.save()
+    catch = list(Image.objects.filter(image_set=demo.image_set).order_by("pk").values_list("pk", flat=True))[:3]
+    Image.objects.filter(pk__in=catch).update(is_catch_trial=True)  # as the full demo set has one per class
     settings.MODEL_SERVER_TIMEOUT_MS = 10_000  # two shared cores: a live guess can be slow
     report = simulate(
         live_server, "--players", "10", "--rounds", "3", "--cheat", "all", "--cheaters", "2", "--skip-rate", "0"

@@ -57,7 +57,8 @@ class Command(BaseCommand):
                 name=sample.name,
                 data=png_bytes(sample.image),
                 mask_data=png_bytes(mask),
-                is_catch_trial=(number // len(demo_data.CLASSES)) % CATCH_EVERY == 0,  # samples come class by class
+                # Samples come class by class; the 10th, 20th... of a class, so small demos have none.
+                is_catch_trial=(number // len(demo_data.CLASSES)) % CATCH_EVERY == CATCH_EVERY - 1,
             )
             totals[outcome.status] += 1
             if outcome.status == "rejected":
