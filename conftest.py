@@ -38,10 +38,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings: pytest.FixtureDef, tmp_path: Path) -> None:
-    """Keep files in a temporary folder, and hash passwords cheaply."""
+    """Keep files in a temporary folder, hash passwords cheaply, and export what was just scored."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.EXPORT_ROOT = tmp_path / "exports"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.EXPORT_SETTLE_SECONDS = 0  # tests export rounds they scored a moment ago
 
 
 @pytest.fixture

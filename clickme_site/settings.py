@@ -136,6 +136,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 EXPORT_ROOT = env.path("EXPORT_ROOT", default=BASE_DIR / "var" / "exports")
+# An export covers rounds finalised up to this many seconds before it starts: a round stamped just
+# before the start but committed just after it is then the next increment's, never nobody's.
+EXPORT_SETTLE_SECONDS = env_int("EXPORT_SETTLE_SECONDS", 10, minimum=0)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

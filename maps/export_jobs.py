@@ -140,13 +140,20 @@ def _claim(export_id: int) -> Export | None:
 
 
 def _window(export: Export) -> Window:
-    # Every export stops at its own start, so "since the last export" increments tile time exactly:
-    # [previous start, own start) on the moment each round became final (exports.Window).
+    # Every export stops at its own cutoff (its start less the settle time), so "since the last
+    # export" increments tile time exactly: [previous cutoff, own cutoff) on the moment each round
+    # became final (exports.Window).
     moments = {name: _parse_moment(name, export.filters[name]) for name in ("from", "to") if export.filters.get(name)}
     start = _bound(moments["from"], end=False) if "from" in moments else None
     end = _bound(moments["to"], end=True) if "to" in moments else None
-    after = export.since.started_at if export.since else None
-    return Window(start=start, end=end, cutoff=export.started_at, after=after)
+    cutoff = export.started_at - timedelta(seconds=settings.EXPORT_SETTLE_SECONDS)
+    return Window(start=start, end=end, cutoff=cutoff, after=_cutoff_of(export.since) if export.since else None)
+
+
+def _cutoff_of(export: Export) -> datetime:
+    """Where an earlier export stopped: its recorded cutoff (exports before the settle time stopped at their start)."""
+    recorded = (export.parameters or {}).get("window", {}).get("cutoff")
+    return datetime.fromisoformat(recorded) if recorded else export.started_at
 
 
 def _progress_recorder(export_id: int, also: ProgressCallback | None) -> ProgressCallback:

@@ -8,6 +8,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
@@ -185,6 +186,21 @@ def test_a_round_submitted_before_an_export_but_scored_after_it_is_in_the_next_i
     second = export_of(played, since=first)
     assert {row["round"] for row in csv_rows(second)} == {str(waiting.pk)}
     assert export_of(played, since=second).counts["rounds"] == 0
+
+
+def test_rounds_finalised_in_the_settle_time_before_an_export_go_to_the_next_increment(
+    played: Played, settings
+) -> None:
+    settings.EXPORT_SETTLE_SECONDS = 30
+    Round.objects.filter(scored_at__isnull=False).update(scored_at=timezone.now() - timedelta(hours=1))
+    recent = add_round(played.sessions[2], played.images[1], timezone.now(), version=played.version)
+    first = export_of(played)  # the round was scored a moment ago: perhaps not yet committed everywhere
+    assert first.counts["rounds"] > 0 and str(recent.pk) not in {row["round"] for row in csv_rows(first)}
+    assert first.parameters["window"]["cutoff"] == (first.started_at - timedelta(seconds=30)).isoformat()
+    later = timezone.now() + timedelta(minutes=1)
+    with mock.patch("maps.export_jobs.timezone.now", return_value=later):
+        second = export_of(played, since=first)
+    assert {row["round"] for row in csv_rows(second)} == {str(recent.pk)}
 
 
 def test_a_failing_export_records_why_and_leaves_no_directory(played: Played) -> None:
