@@ -149,10 +149,14 @@ class ModeratedAdmin(ExperimentScopedAdmin):
 
 
 def replay_widget(rounds: QuerySet[Round]) -> str:
-    """A canvas, one button per round, and the rounds' bubbles as JSON for static/games/replay.js."""
+    """A canvas, one button per round, and the rounds' bubbles as JSON for static/games/replay.js.
+
+    The buttons start disabled and the script enables them once it listens: a click before the
+    module has loaded would otherwise do nothing.
+    """
     data = stats.replay_data(rounds)
     buttons = format_html_join(
-        " ", '<button type="button" class="button" data-replay="{}">▶ {}</button>',
+        " ", '<button type="button" class="button" data-replay="{}" disabled>▶ {}</button>',
         ((i, item["label"]) for i, item in enumerate(data)),
     )  # fmt: skip
     return format_html(

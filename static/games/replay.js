@@ -56,6 +56,7 @@ function setUp() {
   const speed = document.getElementById("replay-speed");
   let playing = false;
   for (const button of document.querySelectorAll("[data-replay]")) {
+    button.disabled = false; // rendered disabled until this listener exists
     button.addEventListener("click", async (event) => {
       event.preventDefault();
       if (playing) return;
