@@ -99,6 +99,8 @@ async function start(event) {
 }
 
 form.addEventListener("submit", start);
+// Rendered disabled: submitted before this listener existed, the form would only reload the page.
+form.querySelector("button[type=submit]").disabled = false;
 for (const row of list.rows) {
   if (!FINISHED.has(row.dataset.status)) {
     poll(row, row.dataset.exportUrl).catch((error) => {
