@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from model_server.registry import LoadedModel
-from model_server.reveal import CROP_SIZE, reveal_batch
+from model_server.reveal import CROP_SIZE, reveal_batch, thread_buffer
 
 logger = logging.getLogger(__name__)
 
@@ -60,23 +59,15 @@ class Prediction:
     attention: list[tuple[list[int], list[float]]]  # per GALA block: shape (B, 1, H, W), flat data
 
 
-_buffers = threading.local()
-
-
 def input_buffer(batch: int, device: torch.device) -> torch.Tensor:
     """This worker thread's (batch, 3, 224, 224) channels-last uint8 buffer for the network's input.
 
     8-bit pixels, which the network normalises in its first op: a float input would cost a pass
-    that only divides by 255. Reused from batch to batch: a fresh tensor per batch comes straight
-    from mmap, and its page faults cost as much as filling it. Safe because a worker runs one batch at a time
-    and the forward pass has finished with its input when infer returns.
+    that only divides by 255. Reused from batch to batch (reveal.thread_buffer): a worker runs one
+    batch at a time, and the forward pass has finished with its input when infer returns.
     """
-    buffer = getattr(_buffers, "input", None)
-    if buffer is None or buffer.shape[0] < batch or buffer.device != device:
-        shape = (batch, 3, CROP_SIZE, CROP_SIZE)
-        buffer = torch.empty(shape, dtype=torch.uint8, device=device).contiguous(memory_format=torch.channels_last)
-        _buffers.input = buffer
-    return buffer[:batch]
+    shape = (batch, 3, CROP_SIZE, CROP_SIZE)
+    return thread_buffer("input", shape, torch.uint8, device, channels_last=True)
 
 
 def infer(

@@ -172,19 +172,23 @@ def _window(bank: torch.Tensor, seed: int, size: int) -> torch.Tensor:
     return bank[field, :, top : top + size, left : left + size]
 
 
-def _workspace(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """A per-thread int16 buffer of at least `shape`, reused across calls.
+def thread_buffer(
+    name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, *, channels_last: bool = False
+) -> torch.Tensor:
+    """This thread's buffer `name` of at least shape[0] rows, reused across calls (contents undefined).
 
     A fresh 10-20 MB tensor per batch comes straight from mmap, and its page faults cost as much
-    as the arithmetic; the buffer never leaves reveal_batch, so reusing it is safe.
+    as the arithmetic on it. Safe for a buffer that its caller has finished with before the same
+    thread asks for it again (one batch at a time per thread).
     """
-    key = (shape[1:], str(device))
     buffers = getattr(_scratch, "buffers", None)
     if buffers is None:
         buffers = _scratch.buffers = {}
+    key = (name, shape[1:], dtype, str(device), channels_last)
     buffer = buffers.get(key)
     if buffer is None or buffer.shape[0] < shape[0]:
-        buffer = buffers[key] = torch.empty(shape, dtype=torch.int16, device=device)
+        buffer = torch.empty(shape, dtype=dtype, device=device)
+        buffer = buffers[key] = buffer.contiguous(memory_format=torch.channels_last) if channels_last else buffer
     return buffer[: shape[0]]
 
 
@@ -220,7 +224,7 @@ def reveal_batch(
     if len(seeds) != batch:
         raise ValueError(f"got {len(seeds)} noise seeds for {batch} images")
     bank = noise_bank(noise_std, str(device))
-    hidden = _workspace((batch, 3, side, side), device)
+    hidden = thread_buffer("hidden", (batch, 3, side, side), torch.int16, device)  # never leaves this call
     noised = masks.logical_not_().view(torch.uint8)[:, None]  # (B, 1, H, W): 0 in the bubbles; a view, no copy
     for row, seed in enumerate(seeds):
         # pixel + offset where hidden, pixel + 0 in a bubble: the clamp below leaves those alone.
