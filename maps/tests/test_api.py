@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from clickme_site.celery import app as celery_app
 from games.tests.factories import ImageFactory
 from maps.models import Export
 from maps.services import build_click_map, compute_reliability, heatmap_array
@@ -20,15 +18,6 @@ from maps.tests.factories import scored_round
 from maps.tests.test_api_ownership import TRAIL, make_world, token_client
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def eager_tasks() -> Iterator[None]:
-    """Run Celery tasks in-process, whatever REDIS_URL says."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
 
 
 def test_it_lists_images_with_the_state_of_their_map() -> None:

@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from unittest import mock
@@ -19,7 +18,6 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from clickme_site.celery import app as celery_app
 from games.models import Round
 from games.tests.factories import ExperimentFactory, UserFactory
 from maps.export_jobs import ExportRequestInvalid, create_export, export_path, last_successful_export, run_export
@@ -35,15 +33,6 @@ EVERY_FORMAT = ["clicks_csv", "clicks_parquet", "points_coco", "maps_npz", "maps
 @pytest.fixture
 def played() -> Played:
     return play_experiment()
-
-
-@pytest.fixture
-def eager_tasks() -> Iterator[None]:
-    """Run Celery tasks in-process, even when REDIS_URL points at a broker with no worker."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
 
 
 def export_of(
