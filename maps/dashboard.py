@@ -10,8 +10,7 @@ from django.db.models import Count, IntegerField, Max, Min, OuterRef, Prefetch, 
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from games.models import Experiment, Image, Participant, Round
-from games.services.scoring import COUNTING_ROUNDS
+from games.models import Experiment, Image, Round
 from maps.models import ClickMap
 
 PUBLISHED_CEILING = 0.65753  # ImageNet ClickMe split-half Spearman (SPEC §4), drawn as a reference line
@@ -83,11 +82,8 @@ def _nice_ceiling(value: float) -> float:
 
 
 def counting_rounds(experiment: Experiment) -> QuerySet[Round]:
-    """Rounds that feed maps: scored, not skipped, not invalidated, from participants who are not shadow-banned."""
-    return Round.objects.filter(
-        COUNTING_ROUNDS, experiment=experiment, session__invalidated_at__isnull=True,
-        participant__ban_state=Participant.BanState.NONE,
-    )  # fmt: skip
+    """Rounds that feed maps (`RoundQuerySet.counting`)."""
+    return Round.objects.counting().filter(experiment=experiment)
 
 
 def image_progress(experiment: Experiment) -> dict:

@@ -45,13 +45,14 @@ MODERATED = (
     | Q(session__invalidated_at__isnull=False)
     | Q(participant__ban_state=Participant.BanState.SHADOW)
 )
-# The rounds that count (games.services.scoring.COUNTING_ROUNDS) and that no moderator excluded.
-VALID = Q(status=Round.Status.SCORED) & ~Q(outcome=Round.Outcome.SKIPPED) & ~MODERATED
+# The rounds that count (games.models.play.RoundQuerySet.counting): no moderator excluded them and
+# they were not played from a pilot (preview) link.
+VALID = Q(status=Round.Status.SCORED) & ~Q(outcome=Round.Outcome.SKIPPED) & ~MODERATED & Q(session__is_pilot=False)
 QUALITY = {"valid": VALID, "all": Q(), "invalidated": MODERATED}
 ROUND_FIELDS = (
     "pk", "participant__username", "image_id", "image__name", "image__category_id", "image__category__name",
     "outcome", "points", "partner_version__partner__name", "partner_version__version", "submitted_at", "status",
-    "invalidated_at", "session__invalidated_at", "participant__ban_state",
+    "invalidated_at", "session__invalidated_at", "participant__ban_state", "session__is_pilot",
 )  # fmt: skip
 
 
@@ -104,9 +105,10 @@ def _pages(queryset: QuerySet, size: int, *fields: str) -> Iterator[list]:
 
 
 def _is_valid(row: tuple) -> bool:
-    outcome, status, invalidated, session_invalidated, ban = row[6], row[11], row[12], row[13], row[14]
+    outcome, status, invalidated, session_invalidated, ban, pilot = row[6], row[11], row[12], row[13], row[14], row[15]
     return (
-        status == Round.Status.SCORED
+        not pilot
+        and status == Round.Status.SCORED
         and outcome != Round.Outcome.SKIPPED
         and invalidated is None
         and session_invalidated is None

@@ -26,8 +26,7 @@ from PIL import Image as PILImage
 from tqdm import tqdm
 
 from games.imaging import png_bytes
-from games.models import Click, Experiment, Image, Participant, Round
-from games.services.scoring import COUNTING_ROUNDS
+from games.models import Click, Experiment, Image, Round
 from maps.heatmap import MapParameters, click_maps, count_histograms, overlay
 from maps.models import ClickMap, ReliabilityReport
 from maps.reliability import MIN_PARTICIPANTS, SplitHalf, plateau_gain, split_half
@@ -42,13 +41,7 @@ CHUNK = 64  # images per vectorised batch: 64 × 256 × 256 int64 histograms sta
 
 
 def _counting(experiment_id: int, min_clicks: int) -> QuerySet[Round]:
-    return Round.objects.filter(
-        COUNTING_ROUNDS,
-        experiment_id=experiment_id,
-        participant__ban_state=Participant.BanState.NONE,
-        session__invalidated_at__isnull=True,
-        bubble_count__gte=min_clicks,
-    )
+    return Round.objects.counting().filter(experiment_id=experiment_id, bubble_count__gte=min_clicks)
 
 
 def _selected(experiment_id: int, image_ids: Iterable[int] | None, min_clicks: int) -> QuerySet[Round]:

@@ -13,12 +13,13 @@ from games.models.experiments import (
     PartnerModelVersion,
 )
 from games.models.moderation import ModerationAction, QualityFlag
-from games.models.play import Click, Participant, PartnerGuess, PlaySession, Round
+from games.models.play import Click, Consent, Participant, PartnerGuess, PlaySession, Round
 
 __all__ = [
     "IMAGE_SIZE",
     "Category",
     "Click",
+    "Consent",
     "Contest",
     "Experiment",
     "Image",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models
@@ -16,6 +18,10 @@ class ImageSet(models.Model):
 
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="image_sets",
+        help_text="The researcher who uploaded it; empty for sets made by an administrator or a command.",
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -140,6 +146,10 @@ class PartnerModelVersion(models.Model):
         return f"{self.partner}@{self.version}"
 
 
+def _new_pilot_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 class Experiment(models.Model):
     """A data-collection study: which images, which partner, the game rules and recruitment."""
 
@@ -186,6 +196,15 @@ class Experiment(models.Model):
     # Thresholds of the automatic quality rules (SPEC §6), by rule name; empty = defaults.
     quality_thresholds = models.JSONField(default=dict, blank=True)
 
+    # When a round counts as recognised (docs/running-a-study.md, "Recognised"): the target in
+    # the top-k *and* at least this probability; empty = automatic, 2 / number of partner classes.
+    recognition_min_probability = models.FloatField(
+        null=True, blank=True, help_text="Probability the target needs besides being in the top-k; empty = automatic."
+    )
+    skips_count_for_completion = models.BooleanField(
+        default=True, help_text="Whether a skipped picture counts towards the rounds a participant must complete."
+    )
+
     # Consent and recruitment.
     consent_version = models.CharField(max_length=32, default="1")
     consent_text = models.TextField(blank=True)
@@ -195,6 +214,8 @@ class Experiment(models.Model):
     completion_url = models.URLField(
         blank=True, help_text="Prolific completion URL or SONA credit URL (may contain {code}, {sona_id})."
     )
+    # The preview link's secret (`/play/<slug>/?pilot=<token>`): pilot data is marked and kept out of maps.
+    pilot_token = models.CharField(max_length=64, default=_new_pilot_token, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -212,6 +233,11 @@ class Experiment(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(recruitment="open") | ~Q(completion_code=""), name="exp_panel_has_completion_code"
+            ),
+            models.CheckConstraint(
+                condition=Q(recognition_min_probability__isnull=True)
+                | Q(recognition_min_probability__gte=0, recognition_min_probability__lte=1),
+                name="exp_recognition_min_probability",
             ),
         ]
 

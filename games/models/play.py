@@ -88,6 +88,30 @@ class Participant(models.Model):
         return self.ban_state == self.BanState.SHADOW
 
 
+class Consent(models.Model):
+    """A participant's agreement to one experiment's consent text, at one version of it.
+
+    Consent is per experiment *and* version: agreeing to one study never opens another, and a
+    new version of a study's text asks again (docs/running-a-study.md, "Consent").
+    """
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="consents")
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="consents")
+    version = models.CharField(max_length=32)
+    age_confirmed = models.BooleanField()
+    consented_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "experiment", "version"], name="consent_unique_version"),
+            models.CheckConstraint(condition=~Q(version=""), name="consent_has_version"),
+            models.CheckConstraint(condition=Q(age_confirmed=True), name="consent_age_confirmed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant} consented to {self.experiment} v{self.version}"
+
+
 class PlaySession(models.Model):
     """One visit of a participant to an experiment, with the device it was played on."""
 
@@ -115,6 +139,9 @@ class PlaySession(models.Model):
     pointer_type = models.CharField(max_length=16, choices=PointerType.choices, default=PointerType.UNKNOWN)
     invalidated_at = models.DateTimeField(null=True, blank=True)
     flag_count = models.PositiveIntegerField(default=0, help_text="Quality flags raised; the review queue key.")
+    is_pilot = models.BooleanField(
+        default=False, help_text="Played from the preview link: kept out of maps and exports by default."
+    )
 
     class Meta:
         constraints = [
@@ -133,6 +160,39 @@ class PlaySession(models.Model):
     @property
     def is_valid(self) -> bool:
         return self.invalidated_at is None
+
+
+class RoundQuerySet(models.QuerySet):
+    """The rules of which rounds count for what, in one place (docs/running-a-study.md)."""
+
+    def counting_for_player(self) -> RoundQuerySet:
+        """Rounds whose points are the participant's own score: scored, not skipped, not invalidated.
+
+        A shadow-banned participant keeps seeing their points (they must not notice the ban),
+        so the ban is not a filter here; it is one in `counting`.
+        """
+        Status, Outcome = self.model.Status, self.model.Outcome
+        return self.filter(
+            status=Status.SCORED, invalidated_at__isnull=True, session__invalidated_at__isnull=True
+        ).exclude(outcome=Outcome.SKIPPED)
+
+    def counting(self) -> RoundQuerySet:
+        """Rounds that feed science (maps, image counts, public leaderboards): also not from a
+        shadow-banned participant and not from a pilot session."""
+        return self.counting_for_player().filter(participant__ban_state="none", session__is_pilot=False)
+
+    def completing(self, experiment: Experiment) -> RoundQuerySet:
+        """Rounds that count towards a session's completion (what a panel pays for).
+
+        Submitted (or scored) and not invalidated, and either painted enough for the partner to
+        look at least once (`query_every` bubbles) or, where the study says skips count, skipped.
+        A round started and left, or submitted with nothing painted, is no work done.
+        """
+        Status, Outcome = self.model.Status, self.model.Outcome
+        done = Q(bubble_count__gte=experiment.query_every) & ~Q(outcome=Outcome.SKIPPED)
+        if experiment.skips_count_for_completion:
+            done |= Q(outcome=Outcome.SKIPPED)
+        return self.filter(done, status__in=[Status.SUBMITTED, Status.SCORED], invalidated_at__isnull=True)
 
 
 class Round(models.Model):
@@ -174,6 +234,8 @@ class Round(models.Model):
     scoring_attempts = models.PositiveSmallIntegerField(default=0)
     invalidated_at = models.DateTimeField(null=True, blank=True)
 
+    objects = RoundQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["participant", "client_round_id"], name="round_client_id_unique"),
@@ -214,6 +276,7 @@ class Round(models.Model):
             and self.invalidated_at is None
             and self.outcome != self.Outcome.SKIPPED
             and self.session.invalidated_at is None
+            and not self.session.is_pilot
             and not self.participant.is_shadow_banned
         )
 

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -20,9 +20,6 @@ from model_server.seeds import noise_seed
 logger = logging.getLogger(__name__)
 
 SWEEP_AFTER = timedelta(seconds=30)  # younger rounds are probably still in their first task
-COUNTING_ROUNDS = Q(status=Round.Status.SCORED, invalidated_at__isnull=True, session__invalidated_at__isnull=True) & ~Q(
-    outcome=Round.Outcome.SKIPPED
-)
 
 
 def score_round(*, round_id: int) -> Round:
@@ -108,13 +105,13 @@ def _record_score(
 
 def refresh_image_counts(*, image_id: int) -> None:
     """Recompute an image's number of valid rounds (what the sampler orders by)."""
-    valid = Round.objects.filter(COUNTING_ROUNDS, image_id=image_id, participant__ban_state="none").count()
+    valid = Round.objects.counting().filter(image_id=image_id).count()
     Image.objects.filter(pk=image_id).update(valid_rounds=valid)
 
 
 def refresh_participant_score(*, participant_id: int) -> None:
     """Recompute a participant's total and best session from the rounds that count."""
-    rounds = Round.objects.filter(COUNTING_ROUNDS, participant_id=participant_id)
+    rounds = Round.objects.counting_for_player().filter(participant_id=participant_id)
     total = rounds.aggregate(total=Coalesce(Sum("points"), 0))["total"]
     best = (
         rounds.values("session_id").annotate(total=Sum("points")).order_by("-total").values_list("total", flat=True)
