@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from games.access import StudyNotOpen, is_piloting, playable_experiment
 from games.identity import ParticipantAuthentication, require_participant
 from games.models import Experiment, Participant, PlaySession, Round
 from games.painting import PaintingRuleBroken
@@ -22,8 +24,16 @@ from games.serializers import (
     SubmitSerializer,
     round_state,
 )
-from games.services.participants import address_hash
-from games.services.rounds import Conflict, live_guess, open_session, start_round, store_clicks, submit_round
+from games.services.participants import address_hash, has_consented
+from games.services.rounds import (
+    Conflict,
+    live_guess,
+    open_session,
+    rounds_done,
+    start_round,
+    store_clicks,
+    submit_round,
+)
 from games.services.summary import summary
 from model_server.client import PartnerError
 
@@ -71,31 +81,45 @@ class GameApi(APIView):
         response.data = {"error": _message(response.data.get("detail", response.data))}
         return response
 
+    def require_consent(self, experiment: Experiment) -> None:
+        """403 unless the participant agreed to this experiment's current consent version."""
+        if not has_consented(self.participant, experiment):
+            raise exceptions.PermissionDenied(
+                f"you have not given consent to the study {experiment.slug!r} (consent version "
+                f"{experiment.consent_version}): start from its page and give consent first"
+            )
+
     def valid(self, serializer_class: type, request: Request) -> dict:
         serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
     def own_round(self, client_round_id: uuid.UUID) -> Round:
-        """The participant's round with this client id; anybody else's answers 404."""
-        return get_object_or_404(
+        """The participant's round with this client id (anybody else's answers 404), if consent holds."""
+        round_ = get_object_or_404(
             Round.objects.select_related("session", "experiment__partner", "image__category"),
             participant=self.participant,
             client_round_id=client_round_id,
         )
+        self.require_consent(round_.experiment)
+        return round_
 
 
 class SessionStartApi(GameApi):
     def post(self, request: Request, slug: str) -> Response:
-        experiment = get_object_or_404(Experiment, slug=slug, status=Experiment.Status.LIVE)
+        try:
+            experiment, pilot = playable_experiment(request, slug)
+        except StudyNotOpen as exc:
+            raise Conflict(str(exc), finished=True) from exc
+        self.require_consent(experiment)
         device = self.valid(SessionStartSerializer, request)
         session = open_session(
             participant=self.participant, experiment=experiment, device=device,
             address_hash=address_hash(request.META.get("REMOTE_ADDR", "")),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""), pilot=pilot,
         )  # fmt: skip
-        rounds_done = session.rounds.count()
-        body = {"session_id": session.pk, "rounds_done": rounds_done, "rounds_total": experiment.rounds_per_session}
+        body = {"session_id": session.pk, "rounds_done": rounds_done(session),
+                "rounds_total": experiment.rounds_per_session}  # fmt: skip
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -104,7 +128,10 @@ class RoundStartApi(GameApi):
 
     def post(self, request: Request) -> Response:
         data = self.valid(RoundStartSerializer, request)
-        session = get_object_or_404(PlaySession, pk=data["session_id"], participant=self.participant)
+        session = get_object_or_404(
+            PlaySession.objects.select_related("experiment"), pk=data["session_id"], participant=self.participant
+        )
+        self.require_consent(session.experiment)
         round_, created = start_round(session=session, client_round_id=data["client_round_id"])
         return Response(round_state(round_), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -146,4 +173,7 @@ class RoundSubmitApi(GameApi):
 class SummaryApi(GameApi):
     def get(self, request: Request, slug: str) -> Response:
         experiment = get_object_or_404(Experiment, slug=slug)
+        if experiment.status == Experiment.Status.DRAFT and not is_piloting(request, experiment):
+            raise Http404("no such study")
+        self.require_consent(experiment)
         return Response(summary(participant=self.participant, experiment=experiment))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -55,3 +56,22 @@ def record_version(*, partner: PartnerModel, version: str, classes: list[str] | 
         partner=partner, version=version, defaults={"checkpoint": "", "classes": classes or []}
     )
     return row
+
+
+CLASSES_TTL_S = 60.0  # a newly activated partner version is picked up within a minute
+_classes: dict[tuple[str, str], tuple[float, list[str]]] = {}
+
+
+def partner_classes(name: str) -> list[str]:
+    """The class names the partner model `name` answers with, from the model server (cached briefly).
+
+    Raises model_server.client.PartnerError when the model server cannot tell.
+    """
+    key = (settings.MODEL_SERVER_URL, name)
+    cached = _classes.get(key)
+    if cached is not None and time.monotonic() - cached[0] < CLASSES_TTL_S:
+        return cached[1]
+    with live_client() as client:
+        classes = list(client.metadata(name)["classes"])
+    _classes[key] = (time.monotonic(), classes)
+    return classes

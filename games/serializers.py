@@ -6,6 +6,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from games.models import IMAGE_SIZE, PlaySession, Round
+from games.services.rounds import rounds_done
 
 MAX_CLICKS_PER_UPLOAD = 200
 MAX_SCREEN = 20_000
@@ -54,15 +55,37 @@ class SubmitSerializer(serializers.Serializer):
 
 
 def round_state(round_: Round) -> dict:
-    """The RoundState of docs/game-api.md: what the browser needs to play or resume a round."""
-    return {
+    """The RoundState of docs/game-api.md: what the browser needs to play or resume a round.
+
+    `label` is the class to reveal, shown before and during the round as in the original game;
+    once scored, `partner_guess` is the partner's best guess at the last point it looked.
+    `session` says how far the session is towards completion and whether it is complete.
+    """
+    session = round_.session
+    done_before = Round.objects.completing(round_.experiment).filter(session=session, pk__lt=round_.pk).count()
+    state = {
         "client_round_id": str(round_.client_round_id),
-        "round_number": round_.session.rounds.filter(pk__lte=round_.pk).count(),
+        "round_number": done_before + 1,
         "rounds_total": round_.experiment.rounds_per_session,
         "image_url": reverse("games:round-image", args=[round_.client_round_id]),
+        "label": round_.image.category.name,
         "settings": round_.settings,
         "status": round_.status,
         "next_seq": round_.bubble_count,
         "outcome": round_.outcome if round_.status == Round.Status.SCORED else "",
         "points": round_.points,
+        "partner_guess": None,
+        "session": {
+            "rounds_done": rounds_done(session),
+            "rounds_total": round_.experiment.rounds_per_session,
+            "complete": session.completed_at is not None,
+        },
     }
+    if round_.status == Round.Status.SCORED:
+        guesses = round_.guesses.filter(partner_version_id=round_.partner_version_id)
+        if round_.recognised_at_query is not None:  # what it said when it got it, else its last word
+            guesses = guesses.filter(query_index=round_.recognised_at_query)
+        last = guesses.order_by("-query_index").first()
+        if last is not None and last.classes:
+            state["partner_guess"] = {"label": last.classes[0], "probability": round(last.probabilities[0], 4)}
+    return state

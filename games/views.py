@@ -11,45 +11,80 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
+from games.access import StudyNotOpen, is_piloting, playable_experiment
 from games.identity import participant_from, remember
 from games.models import Experiment, Image, Round
-from games.services.participants import ConsentRequired, consent, has_consented, panel_identity
+from games.services.participants import (
+    ConsentRequired,
+    PanelEntryRefused,
+    check_panel_entry,
+    consent,
+    has_consented,
+    is_mturk_preview,
+    is_other_panel_participant,
+    panel_identity,
+)
 from games.services.summary import summary
 
-RECRUITMENT_KEY = "recruitment"  # panel parameters wait in the session until consent
+
+def _recruitment_key(experiment: Experiment) -> str:
+    return f"recruitment:{experiment.pk}"  # panel parameters wait in the session until consent
 
 
-def _live(slug: str) -> Experiment:
-    return get_object_or_404(Experiment, slug=slug, status=Experiment.Status.LIVE)
+def _not_open(request: HttpRequest, experiment_title: str, message: str, status: int) -> HttpResponse:
+    return render(request, "games/not_open.html", {"title": experiment_title, "message": message}, status=status)
+
+
+def _playable(request: HttpRequest, slug: str) -> tuple[Experiment, bool] | HttpResponse:
+    try:
+        return playable_experiment(request, slug)
+    except StudyNotOpen as exc:
+        return _not_open(request, Experiment.objects.get(slug=slug).title, str(exc), 200)
 
 
 @require_GET
 def landing(request: HttpRequest) -> HttpResponse:
-    """The front page: what ClickMe is, and the experiments open for play."""
-    experiments = Experiment.objects.filter(status=Experiment.Status.LIVE).select_related("image_set")
+    """The front page: what ClickMe is, and the open studies (panel studies are reached from their panel)."""
+    experiments = Experiment.objects.filter(
+        status=Experiment.Status.LIVE, recruitment=Experiment.Recruitment.OPEN
+    ).select_related("image_set")
     return render(request, "games/landing.html", {"experiments": experiments})
 
 
 @require_http_methods(["GET", "POST"])
 def entry(request: HttpRequest, slug: str) -> HttpResponse:
     """A study's entry: keep panel parameters, ask for consent, then go to the instructions."""
-    experiment = _live(slug)
+    playable = _playable(request, slug)
+    if isinstance(playable, HttpResponse):
+        return playable
+    experiment, pilot = playable
     participant = participant_from(request)
+    key = _recruitment_key(experiment)
     if request.method == "GET":
+        if is_mturk_preview(request.GET, experiment):
+            return render(request, "games/consent.html", {"experiment": experiment, "mturk_preview": True})
         identity = panel_identity(request.GET, experiment)
         if identity:
-            request.session[RECRUITMENT_KEY] = identity
-        new_panel_identity = identity and participant and identity.get("prolific_pid", "") != participant.prolific_pid
-        if has_consented(participant, experiment) and not new_panel_identity:
+            request.session[key] = identity
+        try:
+            check_panel_entry(request.session.get(key, {}), experiment, pilot=pilot)
+        except PanelEntryRefused as exc:
+            return _not_open(request, experiment.title, str(exc), 403)
+        if has_consented(participant, experiment) and not is_other_panel_participant(participant, identity):
             return redirect("games:instructions", slug=slug)
-        return render(request, "games/consent.html", {"experiment": experiment})
+        return render(request, "games/consent.html", {"experiment": experiment, "pilot": pilot})
+    identity = request.session.get(key, {})
     try:
+        check_panel_entry(identity, experiment, pilot=pilot)
         participant = consent(
-            experiment=experiment, participant=participant, identity=request.session.get(RECRUITMENT_KEY, {}),
+            experiment=experiment, participant=participant, identity=identity,
             age_confirmed=request.POST.get("age_confirmed") == "on", agreed=request.POST.get("consent") == "on",
         )  # fmt: skip
+    except PanelEntryRefused as exc:
+        return _not_open(request, experiment.title, str(exc), 403)
     except ConsentRequired as exc:
-        return render(request, "games/consent.html", {"experiment": experiment, "error": str(exc)}, status=400)
+        context = {"experiment": experiment, "pilot": pilot, "error": str(exc)}
+        return render(request, "games/consent.html", context, status=400)
     response = redirect("games:instructions", slug=slug)
     remember(response, participant, secure=request.is_secure())
     return response
@@ -58,16 +93,22 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def instructions(request: HttpRequest, slug: str) -> HttpResponse:
     """How to play."""
-    experiment = _live(slug)
+    playable = _playable(request, slug)
+    if isinstance(playable, HttpResponse):
+        return playable
+    experiment, pilot = playable
     if not has_consented(participant_from(request), experiment):
         return redirect("games:entry", slug=slug)
-    return render(request, "games/instructions.html", {"experiment": experiment})
+    return render(request, "games/instructions.html", {"experiment": experiment, "pilot": pilot})
 
 
 @require_GET
 def play(request: HttpRequest, slug: str) -> HttpResponse:
     """The game canvas, with its initial data handed to JavaScript through json_script."""
-    experiment = _live(slug)
+    playable = _playable(request, slug)
+    if isinstance(playable, HttpResponse):
+        return playable
+    experiment, pilot = playable
     participant = participant_from(request)
     if not has_consented(participant, experiment):
         return redirect("games:entry", slug=slug)
@@ -83,15 +124,17 @@ def play(request: HttpRequest, slug: str) -> HttpResponse:
             "results": reverse("games:results", args=[slug]),
         },
     }
-    return render(request, "games/play.html", {"experiment": experiment, "config": config})
+    return render(request, "games/play.html", {"experiment": experiment, "config": config, "pilot": pilot})
 
 
 @require_GET
 def results(request: HttpRequest, slug: str) -> HttpResponse:
-    """Score, leaderboard and, once the rounds are done, the completion code or redirect."""
+    """Score, this study's leaderboard and, once the work is done, the completion code or redirect."""
     experiment = get_object_or_404(Experiment, slug=slug)
+    if experiment.status == Experiment.Status.DRAFT and not is_piloting(request, experiment):
+        raise Http404("no such study")
     participant = participant_from(request)
-    if participant is None:
+    if participant is None or not has_consented(participant, experiment):
         return redirect("games:entry", slug=slug)
     context = {"experiment": experiment, "summary": summary(participant=participant, experiment=experiment)}
     return render(request, "games/results.html", context)

@@ -255,6 +255,7 @@ class Experiment(models.Model):
             "top_k": self.top_k,
             "noise_std": self.noise_std,
             "max_points": self.max_points,
+            "min_probability": self.recognition_min_probability,  # None: automatic (games/recognition.py)
         }
 
     def can_be_seen_by(self, user: AbstractBaseUser) -> bool:

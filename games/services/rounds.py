@@ -9,13 +9,13 @@ from datetime import timedelta
 
 from celery.exceptions import Retry
 from django.db import IntegrityError, transaction
-from django.db.models import Count
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from games.models import Click, Experiment, Participant, PlaySession, Round
 from games.painting import Bubble, PaintingRuleBroken, check_bubbles
-from games.partner import live_client
+from games.partner import live_client, partner_classes
+from games.recognition import is_recognised, recognition_floor
 from games.services.sampling import catch_rounds, choose_image
 from model_server.client import GuessItem, PartnerError
 from model_server.seeds import noise_seed
@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 GUESSES_SHOWN = 5  # the page shows the partner's five best guesses whatever the experiment's k
 RESUME_WITHIN = timedelta(hours=6)
+# Rounds a session may start per round it must complete: room for reloads and empty rounds,
+# but no endless supply of images for someone who never paints.
+MAX_STARTS_PER_ROUND = 3
 
 
 class Conflict(Exception):
@@ -45,19 +48,29 @@ class LiveGuess:
 
 
 def open_session(
-    *, participant: Participant, experiment: Experiment, device: dict, address_hash: str, user_agent: str
+    *,
+    participant: Participant,
+    experiment: Experiment,
+    device: dict,
+    address_hash: str,
+    user_agent: str,
+    pilot: bool = False,
 ) -> PlaySession:
     """Resume the participant's unfinished session in this experiment, or open a new one.
 
     A reload or a second tab must not restart the count at round 1 (and push completion
-    further away); a session older than RESUME_WITHIN is left behind as abandoned.
+    further away); a session older than RESUME_WITHIN is left behind as abandoned. A pilot
+    visit and a real one never share a session, so pilot data stays marked as such.
     """
     unfinished = (
         participant.sessions.filter(
-            experiment=experiment, invalidated_at__isnull=True, started_at__gte=timezone.now() - RESUME_WITHIN
+            experiment=experiment,
+            is_pilot=pilot,
+            invalidated_at__isnull=True,
+            completed_at__isnull=True,
+            ended_at__isnull=True,
+            started_at__gte=timezone.now() - RESUME_WITHIN,
         )
-        .annotate(played=Count("rounds"))
-        .filter(played__lt=experiment.rounds_per_session)
         .order_by("-started_at")
         .first()
     )
@@ -65,27 +78,60 @@ def open_session(
         return unfinished
     return PlaySession.objects.create(
         participant=participant, experiment=experiment, address_hash=address_hash, user_agent=user_agent[:500],
-        **device,
+        is_pilot=pilot, **device,
     )  # fmt: skip
+
+
+def rounds_done(session: PlaySession) -> int:
+    """How many of the session's rounds count towards its completion (`RoundQuerySet.completing`)."""
+    return Round.objects.completing(session.experiment).filter(session=session).count()
+
+
+def _end_session(session: PlaySession, *, complete: bool) -> None:
+    """Close a session; `complete` records that the participant earned the study's completion."""
+    now = timezone.now()
+    fields = {"ended_at": now, **({"completed_at": now} if complete else {})}
+    PlaySession.objects.filter(pk=session.pk, ended_at__isnull=True).update(**fields)
+    session.refresh_from_db(fields=["ended_at", "completed_at"])
+
+
+def complete_if_done(session: PlaySession) -> bool:
+    """Record the session's completion once it has the rounds the study asks for; say whether it is complete."""
+    if session.completed_at is None and rounds_done(session) >= session.experiment.rounds_per_session:
+        _end_session(session, complete=True)
+    return session.completed_at is not None
 
 
 def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Round, bool]:
     """Start the session's next round, or return the round this client id already started.
 
     The second value says whether the round is new. Re-sending the same client id after a
-    reload resumes that round instead of starting another.
+    reload resumes that round instead of starting another. A session that is complete, has run
+    out of images, or has started many rounds without finishing them ends, with a Conflict that
+    says `finished` (and, when out of images with work done, completion is recorded first).
     """
     existing = Round.objects.filter(participant=session.participant, client_round_id=client_round_id).first()
     if existing is not None:
         return existing, False
     experiment = session.experiment
+    if experiment.status != Experiment.Status.LIVE and not session.is_pilot:
+        raise Conflict(f"this study is {experiment.get_status_display()}: no new rounds can start", finished=True)
+    if complete_if_done(session):
+        raise Conflict("you have played all the rounds of this session", finished=True, complete=True)
+    if session.ended_at is not None:
+        raise Conflict("this session has ended", finished=True, complete=False)
     index = session.rounds.count()
-    if index >= experiment.rounds_per_session:
-        raise Conflict("this session has played all its rounds", rounds_total=experiment.rounds_per_session)
+    if index >= experiment.rounds_per_session * MAX_STARTS_PER_ROUND:
+        _end_session(session, complete=False)
+        raise Conflict("too many rounds were started and not finished in this session", finished=True, complete=False)
     catch_trial = index in catch_rounds(experiment=experiment, session_id=session.pk)
     image = choose_image(experiment=experiment, participant=session.participant, catch_trial=catch_trial)
     if image is None:
-        raise Conflict("there is no image left for you to play in this study")
+        # Out of images: the participant did what the study could offer. Any work done earns the
+        # completion; a session that could not play a single round just ends.
+        complete = rounds_done(session) > 0
+        _end_session(session, complete=complete)
+        raise Conflict("there is no image left for you to play in this study", finished=True, complete=complete)
     try:
         with transaction.atomic():
             round_ = Round.objects.create(
@@ -153,6 +199,7 @@ def live_guess(*, round_: Round, bubble_count: int) -> LiveGuess:
             bubble_size=round_.settings["bubble_size"],
         )  # fmt: skip
     target = round_.image.category.name
+    floor = recognition_floor(round_.settings, len(partner_classes(round_.experiment.partner.name)))
     return LiveGuess(
         query_index=query_index,
         bubble_count=bubble_count,
@@ -160,7 +207,9 @@ def live_guess(*, round_: Round, bubble_count: int) -> LiveGuess:
             {"label": label, "probability": round(p, 4)}
             for label, p in zip(guess.classes[:GUESSES_SHOWN], guess.probabilities, strict=False)
         ],
-        recognised=target in guess.classes[: round_.settings["top_k"]],
+        recognised=is_recognised(
+            guess.classes, guess.probabilities, target, top_k=round_.settings["top_k"], floor=floor
+        ),
     )
 
 
@@ -186,6 +235,7 @@ def submit_round(*, round_id: int, claimed_outcome: str, bubble_count: int) -> R
         round_.outcome = Round.Outcome.SKIPPED if skipped else Round.Outcome.WRONG
         round_.submitted_at = timezone.now()
         round_.save(update_fields=["status", "client_outcome", "outcome", "submitted_at"])
+        complete_if_done(round_.session)
         transaction.on_commit(lambda: enqueue_scoring(round_id))
     return round_
 

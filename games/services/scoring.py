@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from games.models import Image, Participant, PartnerGuess, Round
 from games.painting import points_for
-from games.partner import record_version, scoring_client
+from games.partner import partner_classes, record_version, scoring_client
+from games.recognition import is_recognised, recognition_floor
 from games.services.quality import check_round_quality
 from model_server.client import Guess, GuessItem
 from model_server.seeds import noise_seed
@@ -45,18 +46,31 @@ def score_round(*, round_id: int) -> Round:
         # "bulk": the model server batches participants' waiting live guesses before re-scoring.
         guesses = client.guess(partner, items, top_k=top_k, bubble_size=rules["bubble_size"], priority="bulk")
         version = guesses[0].model_version if guesses else client.metadata(partner)["active_version"]
-    recognised_at = _first_recognised(guesses, round_.image.category.name, top_k)
+    floor = recognition_floor(rules, len(partner_classes(partner))) if guesses else 0.0
+    recognised_at = _first_recognised(guesses, round_.image.category.name, top_k, floor)
     recognised_at_ms = clicks[(recognised_at + 1) * every - 1][2] if recognised_at is not None else None
-    return _record_score(round_, guesses, version, recognised_at, recognised_at_ms)
+    return _record_score(round_, guesses, version, recognised_at, recognised_at_ms, floor)
 
 
-def _first_recognised(guesses: list[Guess], target: str, top_k: int) -> int | None:
-    return next((q for q, guess in enumerate(guesses) if target in guess.classes[:top_k]), None)
+def _first_recognised(guesses: list[Guess], target: str, top_k: int, floor: float) -> int | None:
+    return next(
+        (
+            q
+            for q, g in enumerate(guesses)
+            if is_recognised(g.classes, g.probabilities, target, top_k=top_k, floor=floor)
+        ),
+        None,
+    )
 
 
 @transaction.atomic
 def _record_score(
-    round_: Round, guesses: list[Guess], version: str, recognised_at: int | None, recognised_at_ms: int | None
+    round_: Round,
+    guesses: list[Guess],
+    version: str,
+    recognised_at: int | None,
+    recognised_at_ms: int | None,
+    floor: float = 0.0,
 ) -> Round:
     locked = Round.objects.select_for_update().get(pk=round_.pk)
     if locked.status != Round.Status.SUBMITTED:  # a concurrent run of the same task finished first
@@ -69,7 +83,8 @@ def _record_score(
                 round=locked, partner_version=partner_version, query_index=q, bubble_count=(q + 1) * every,
                 classes=guess.classes, probabilities=[round(p, 6) for p in guess.probabilities],
                 target_rank=guess.classes.index(target) if target in guess.classes else None,
-                is_correct=target in guess.classes[: round_.settings["top_k"]],
+                is_correct=is_recognised(guess.classes, guess.probabilities, target,
+                                         top_k=round_.settings["top_k"], floor=floor),
             )
             for q, guess in enumerate(guesses)
         ],

@@ -45,7 +45,9 @@ def test_a_reload_resumes_the_same_round(new_player) -> None:
 def test_reopening_the_game_resumes_the_unfinished_session(new_player) -> None:
     player = new_player()
     first_session = player.session_id
-    player.start_round()
+    round_id = player.start_round().json()["client_round_id"]
+    player.upload(round_id, painted(10))
+    player.submit(round_id, "wrong", 10)  # a round with work in it: it counts towards completion
     again = player.start_session().json()
     assert again["session_id"] == first_session and again["rounds_done"] == 1
 

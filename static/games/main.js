@@ -28,17 +28,22 @@ async function refreshScores() {
   }
 }
 
-async function endRound(id, uploader, outcome, roundNumber, title = null) {
+async function endRound(id, uploader, outcome, state, title = null) {
   ui.setSkipEnabled(false);
   ui.showEnd(outcome, title);
+  // The server says when the session is complete (rounds with work in them, not rounds started).
+  let last = false;
   try {
     const submitted = await server.closeRound(id, uploader, outcome, (text) => ui.status(text, "error"));
-    ui.showPoints((await server.awaitPoints(id, submitted)).points);
+    last = submitted.session.complete;
+    const scored = await server.awaitPoints(id, submitted);
+    ui.showPoints(scored.points);
+    const counted = scored.session.rounds_done >= scored.round_number;
+    ui.showAnswer(state.label, scored.partner_guess, counted, state.settings.query_every);
   } catch (error) {
     ui.status(`The round could not be submitted (${error.message}); it will be retried.`, "error");
   }
   await refreshScores();
-  const last = roundNumber >= config.rounds_total;
   ui.el.next.onclick = last ? () => server.finish() : () => nextRound().catch(fail);
   ui.enableNext(last ? "See results" : "Next");
 }
@@ -83,11 +88,12 @@ async function play(id, state) {
     onRetry: (error) => ui.status(`Connection trouble (${error.message}); retrying…`, "warning"),
   });
   ui.setRound(state.round_number, state.rounds_total);
+  ui.setTarget(state.label);
   if (state.next_seq > 0 || uploader.total > 0) {
     // Interrupted by a reload or a crash: its clock cannot be resumed, so close it cleanly.
     uploader.resumeAt(state.next_seq);
     ui.status("Your interrupted round was saved.");
-    return endRound(id, uploader, uploader.outcome || "wrong", state.round_number, "Round interrupted");
+    return endRound(id, uploader, uploader.outcome || "wrong", state, "Round interrupted");
   }
   const { settings } = state;
   view.setImage(await loadImage(state.image_url), settings.bubble_size);
@@ -99,7 +105,7 @@ async function play(id, state) {
       uploader.add(bubble);
       if (count % settings.query_every === 0) query(count);
     },
-    onEnd: (outcome) => endRound(id, uploader, outcome, state.round_number),
+    onEnd: (outcome) => endRound(id, uploader, outcome, state),
   });
   query = partnerQueries(id, uploader, ctl);
   game.round = ctl;
@@ -122,7 +128,7 @@ async function nextRound() {
   const { id, state } = started;
   if (state.status !== "playing") {
     server.forgetRound(id); // submitted just before a reload
-    return state.round_number >= state.rounds_total ? server.finish() : nextRound();
+    return state.session.complete ? server.finish() : nextRound();
   }
   ui.status("");
   if (fromNext) document.getElementById("stage").focus({ preventScroll: true }); // keep focus in the game

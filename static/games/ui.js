@@ -23,6 +23,9 @@ export function createUi(doc = document) {
     end: $("round-end"),
     endTitle: $("round-end-title"),
     endPoints: $("round-end-points"),
+    endAnswer: $("round-end-answer"),
+    target: $("target-label"),
+    skipWhy: $("skip-why"),
     next: $("next-button"),
     skip: $("skip-button"),
     status: $("game-status"),
@@ -32,6 +35,18 @@ export function createUi(doc = document) {
     el,
     setRound(number, total) {
       el.round.textContent = `${number} / ${total}`;
+    },
+    // The class to reveal, shown before and during the round (and named by the skip button's note).
+    setTarget(label) {
+      el.target.textContent = label;
+      el.skipWhy.textContent = `Is “${label}” a strange label for this picture, or is the picture poor? Skip it.`;
+    },
+    // After scoring: the answer, the partner's best guess, and whether the round counted.
+    showAnswer(label, partnerGuess, counted, minBubbles) {
+      const parts = [`It was: ${label}.`];
+      if (partnerGuess) parts.push(`Your partner's best guess: ${partnerGuess.label} (${percent(partnerGuess.probability)}).`);
+      if (!counted) parts.push(`This picture does not count towards your rounds: paint at least ${minBubbles} squares.`);
+      el.endAnswer.textContent = parts.join(" ");
     },
     setScores({ score, high_score: highScore }) {
       el.score.textContent = String(score);
@@ -82,6 +97,7 @@ export function createUi(doc = document) {
       el.endTitle.textContent = title || OUTCOME_TITLES[outcome] || "Round over";
       el.end.dataset.outcome = outcome;
       el.endPoints.textContent = "scoring…";
+      el.endAnswer.textContent = "";
       el.next.disabled = true;
       el.end.hidden = false;
     },
