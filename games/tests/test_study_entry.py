@@ -21,8 +21,12 @@ pytestmark = pytest.mark.django_db
 
 PANEL_URLS = {
     "prolific": {"PROLIFIC_PID": "5f1e0c2ab3d4e5f6a7b8c9d0", "STUDY_ID": "study-77", "SESSION_ID": "sess-1"},
-    "mturk": {"workerId": "A1B2C3D4E5", "assignmentId": "3XYZASSIGN", "hitId": "3HITID",
-              "turkSubmitTo": "https://workersandbox.mturk.com"},  # fmt: skip
+    "mturk": {
+        "workerId": "A1B2C3D4E5",
+        "assignmentId": "3XYZASSIGN",
+        "hitId": "3HITID",
+        "turkSubmitTo": "https://workersandbox.mturk.com",
+    },
     "sona": {"id": "48213"},
 }
 PANEL_FIELD = {"prolific": "prolific_pid", "mturk": "mturk_worker_id", "sona": "sona_id"}
