@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from games.models import Experiment
+from games.tests.browser import browser  # noqa: F401 (a fixture, for every browser test of the app)
 from games.tests.http_player import HttpPlayer
 
 
