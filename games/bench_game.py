@@ -93,14 +93,22 @@ def insert_limit(rounds: list[Round], repeats: int = 3) -> InsertLimit:
         clicks_of.setdefault(round_id, []).append((x, y, t_ms))
     best = float("inf")
     for _ in range(repeats):
-        copies = [
-            Round(session_id=r.session_id, participant_id=r.participant_id, experiment_id=r.experiment_id,
-                  image_id=r.image_id, client_round_id=uuid.uuid4(), settings=r.settings,
-                  bubble_count=len(clicks_of.get(r.pk, [])))
-            for r in rounds
-        ]  # fmt: skip
+        # Copies go into twins of their sessions (an image plays once per session, one round per
+        # place): the same rows the game writes.
+        originals = PlaySession.objects.in_bulk({r.session_id for r in rounds})
         start = time.perf_counter()
         with transaction.atomic():
+            twins = {}
+            for pk, session in originals.items():
+                session.pk = None
+                twins[pk] = session
+            PlaySession.objects.bulk_create(twins.values())
+            copies = [
+                Round(session_id=twins[r.session_id].pk, participant_id=r.participant_id,
+                      experiment_id=r.experiment_id, image_id=r.image_id, client_round_id=uuid.uuid4(),
+                      position=r.position, settings=r.settings, bubble_count=len(clicks_of.get(r.pk, [])))
+                for r in rounds
+            ]  # fmt: skip
             Round.objects.bulk_create(copies, batch_size=500)  # SQLite and Postgres return the new ids
             clicks = [
                 Click(round=copy, seq=seq, x=x, y=y, t_ms=t_ms)
@@ -110,6 +118,7 @@ def insert_limit(rounds: list[Round], repeats: int = 3) -> InsertLimit:
             Click.objects.bulk_create(clicks, batch_size=2000)
         best = min(best, time.perf_counter() - start)
         Round.objects.filter(pk__in=[copy.pk for copy in copies]).delete()
+        PlaySession.objects.filter(pk__in=[twin.pk for twin in twins.values()]).delete()
     return InsertLimit(rounds=len(rounds), clicks=sum(map(len, clicks_of.values())), seconds=best)
 
 

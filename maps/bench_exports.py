@@ -114,18 +114,24 @@ def generate(*, slug: str, rounds: int, clicks_per_round: int, image_ids: list[i
     rules, later, clicks = experiment.game_settings(), timezone.now() + timedelta(hours=1), 0
     table, quote = Click._meta.db_table, connection.ops.quote_name
     insert = f"INSERT INTO {quote(table)} (round_id, seq, x, y, t_ms) VALUES (%s, %s, %s, %s, %s)"
+    # Each participant's k-th round goes to place k of their session, on an image of its own there.
+    placed, offsets = np.zeros(participants, dtype=np.int64), rng.integers(0, len(image_ids), participants)
     for start in range(0, rounds, ROUND_BATCH):
         size = min(ROUND_BATCH, rounds - start)
-        who, what = rng.integers(0, participants, size), rng.integers(0, len(image_ids), size)
+        who = rng.integers(0, participants, size)
+        where = np.empty(size, dtype=np.int64)
+        for index, w in enumerate(who.tolist()):
+            where[index], placed[w] = placed[w], placed[w] + 1
+        what = (offsets[who] + where) % len(image_ids)
         lengths = rng.integers(clicks_per_round - 10, clicks_per_round + 11, size)
         with transaction.atomic():
             # submitted_at must follow started_at (auto_now_add): a future placeholder, moved back below.
             created = Round.objects.bulk_create(
                 Round(session=sessions[w], participant_id=sessions[w].participant_id, experiment=experiment,
-                      image_id=image_ids[i], client_round_id=uuid.uuid4(), settings=rules,
+                      image_id=image_ids[i], client_round_id=uuid.uuid4(), position=int(k), settings=rules,
                       status=Round.Status.SCORED, outcome=Round.Outcome.CORRECT, points=50, partner_version=version,
                       submitted_at=later, scored_at=later, bubble_count=int(n))
-                for w, i, n in zip(who.tolist(), what.tolist(), lengths.tolist(), strict=True)
+                for w, i, k, n in zip(who.tolist(), what.tolist(), where.tolist(), lengths.tolist(), strict=True)
             )  # fmt: skip
             owners = np.repeat([r.pk for r in created], lengths)
             seq = np.arange(len(owners)) - np.repeat(np.cumsum(lengths) - lengths, lengths)

@@ -197,17 +197,50 @@ def _participants(usernames: set[str]) -> tuple[dict[str, Participant], int]:
     return found, len(missing)
 
 
-def _import_sessions(experiment: Experiment, participants: list[Participant]) -> dict[int, PlaySession]:
-    """Each participant's import session in the experiment, by participant id, created where missing."""
-    sessions = {
-        session.participant_id: session
-        for session in PlaySession.objects.filter(experiment=experiment, user_agent=IMPORT_AGENT)
-    }
-    missing = [PlaySession(participant=p, experiment=experiment, user_agent=IMPORT_AGENT)
-               for p in participants if p.pk not in sessions]  # fmt: skip
-    for session in PlaySession.objects.bulk_create(missing, batch_size=1000):
-        sessions[session.participant_id] = session
-    return {p.pk: sessions[p.pk] for p in participants}
+@dataclass
+class _ImportSession:
+    """An import session as rows are placed in it: its row (None until created), images and rounds so far."""
+
+    session: PlaySession | None
+    images: set[int]
+    rounds: int
+
+
+def _place_rows(rows: list[LabRow], owners: list[Participant], images: dict[int, Image], experiment: Experiment):
+    """Each row's import session and position: its participant's first import session without its image.
+
+    An image plays once per session, so a participant's second submission of an image (the lab's
+    data has them) goes into their second import session, made when needed. Returns the
+    (session, position) of each row, after creating the sessions that were missing.
+    """
+    of_participant: dict[int, list[_ImportSession]] = defaultdict(list)
+    existing = PlaySession.objects.filter(experiment=experiment, user_agent=IMPORT_AGENT).order_by("pk")
+    contents = defaultdict(set)
+    for session_id, image_id in Round.objects.filter(session__in=existing).values_list("session_id", "image_id"):
+        contents[session_id].add(image_id)
+    for session in existing:
+        seen = contents[session.pk]
+        of_participant[session.participant_id].append(_ImportSession(session, set(seen), len(seen)))
+    placed = []
+    for row, owner in zip(rows, owners, strict=True):
+        image_id = images[row.line].pk
+        sessions = of_participant[owner.pk]
+        target = next((s for s in sessions if image_id not in s.images), None)
+        if target is None:
+            target = _ImportSession(None, set(), 0)
+            sessions.append(target)
+        target.images.add(image_id)
+        placed.append((target, target.rounds, owner))
+        target.rounds += 1
+    new = [s for sessions in of_participant.values() for s in sessions if s.session is None]
+    owner_of = {id(target): owner for target, _, owner in placed}
+    made = PlaySession.objects.bulk_create(
+        [PlaySession(participant=owner_of[id(s)], experiment=experiment, user_agent=IMPORT_AGENT) for s in new],
+        batch_size=1000,
+    )
+    for target, session in zip(new, made, strict=True):
+        target.session = session
+    return [(target.session, position) for target, position, _ in placed]
 
 
 def import_lab_rows(*, rows: list[LabRow], experiment: Experiment, image_set: ImageSet | None = None) -> ImportSummary:
@@ -219,17 +252,18 @@ def import_lab_rows(*, rows: list[LabRow], experiment: Experiment, image_set: Im
     with transaction.atomic():
         version = record_version(partner=experiment.partner, version=LAB_VERSION)
         participants, created_participants = _participants({USERNAME_PREFIX + row.user_id for row in rows})
-        sessions = _import_sessions(experiment, list(participants.values()))
         imported = Round.objects.filter(experiment=experiment, session__user_agent=IMPORT_AGENT)
         done = set(imported.values_list("client_round_id", flat=True))
         fresh = [row for row in rows if client_ids[row.line] not in done]
         settings = experiment.game_settings()
         owners = [participants[USERNAME_PREFIX + row.user_id] for row in fresh]
+        places = _place_rows(fresh, owners, images, experiment)
         created = Round.objects.bulk_create(
             [
-                Round(session=sessions[owner.pk], participant=owner, experiment=experiment, image=images[row.line],
-                      client_round_id=client_ids[row.line], settings=settings, bubble_count=len(row.clicks))
-                for row, owner in zip(fresh, owners, strict=True)
+                Round(session=session, participant=owner, experiment=experiment, image=images[row.line],
+                      client_round_id=client_ids[row.line], position=position, settings=settings,
+                      bubble_count=len(row.clicks))
+                for row, owner, (session, position) in zip(fresh, owners, places, strict=True)
             ],
             batch_size=1000,
         )  # fmt: skip

@@ -214,6 +214,7 @@ class Round(models.Model):
     experiment = models.ForeignKey(Experiment, on_delete=models.PROTECT, related_name="rounds")
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="rounds")
     client_round_id = models.UUIDField(help_text="Chosen by the browser; makes start and uploads idempotent.")
+    position = models.PositiveSmallIntegerField(help_text="0-based index of the round in its session.")
     settings = models.JSONField(help_text="Experiment.game_settings() when the round started.")
     is_catch_trial = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLAYING)
@@ -239,6 +240,10 @@ class Round(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["participant", "client_round_id"], name="round_client_id_unique"),
+            # One round per place in a session, and never the same image twice in one: parallel
+            # starts (two tabs, a retried request) cannot make extra rounds or repeat a picture.
+            models.UniqueConstraint(fields=["session", "position"], name="round_one_per_position"),
+            models.UniqueConstraint(fields=["session", "image"], name="round_image_once_per_session"),
             models.CheckConstraint(condition=Q(points__isnull=True) | Q(points__lte=1000), name="round_points_range"),
             models.CheckConstraint(
                 condition=Q(status="playing") | ~Q(outcome="") & Q(submitted_at__isnull=False),

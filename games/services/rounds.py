@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from celery.exceptions import Retry
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -103,12 +103,15 @@ def complete_if_done(session: PlaySession) -> bool:
 
 
 def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Round, bool]:
-    """Start the session's next round, or return the round this client id already started.
+    """Start the session's next round, or return the round it is already playing.
 
     The second value says whether the round is new. Re-sending the same client id after a
-    reload resumes that round instead of starting another. A session that is complete, has run
-    out of images, or has started many rounds without finishing them ends, with a Conflict that
-    says `finished` (and, when out of images with work done, completion is recorded first).
+    reload resumes that round; a start while another round of the session is still being
+    played (a second tab, a lost client id, parallel requests) returns that round too, so a
+    session plays one round at a time and its positions and images never repeat. A session
+    that is complete, has run out of images, or has started many rounds without finishing
+    them ends, with a Conflict that says `finished` (and, when out of images with work done,
+    completion is recorded first).
     """
     existing = Round.objects.filter(participant=session.participant, client_round_id=client_round_id).first()
     if existing is not None:
@@ -116,31 +119,35 @@ def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Ro
     experiment = session.experiment
     if experiment.status != Experiment.Status.LIVE and not session.is_pilot:
         raise Conflict(f"this study is {experiment.get_status_display()}: no new rounds can start", finished=True)
-    if complete_if_done(session):
-        raise Conflict("you have played all the rounds of this session", finished=True, complete=True)
-    if session.ended_at is not None:
-        raise Conflict("this session has ended", finished=True, complete=False)
-    index = session.rounds.count()
-    if index >= experiment.rounds_per_session * MAX_STARTS_PER_ROUND:
-        _end_session(session, complete=False)
-        raise Conflict("too many rounds were started and not finished in this session", finished=True, complete=False)
-    catch_trial = index in catch_rounds(experiment=experiment, session_id=session.pk)
-    image = choose_image(experiment=experiment, participant=session.participant, catch_trial=catch_trial)
-    if image is None:
-        # Out of images: the participant did what the study could offer. Any work done earns the
-        # completion; a session that could not play a single round just ends.
-        complete = rounds_done(session) > 0
-        _end_session(session, complete=complete)
-        raise Conflict("there is no image left for you to play in this study", finished=True, complete=complete)
-    try:
-        with transaction.atomic():
-            round_ = Round.objects.create(
-                session=session, participant=session.participant, experiment=experiment, image=image,
-                client_round_id=client_round_id, settings=experiment.game_settings(),
-                is_catch_trial=image.is_catch_trial,
-            )  # fmt: skip
-    except IntegrityError:  # the same client id raced in twice: the first one wins
-        return Round.objects.get(participant=session.participant, client_round_id=client_round_id), False
+    with transaction.atomic():
+        # Serialise the session's starts: whoever comes second sees the first one's round.
+        session = PlaySession.objects.select_for_update().select_related("experiment", "participant").get(pk=session.pk)
+        playing = session.rounds.filter(status=Round.Status.PLAYING).first()
+        if playing is not None:
+            return playing, False
+        if complete_if_done(session):
+            raise Conflict("you have played all the rounds of this session", finished=True, complete=True)
+        if session.ended_at is not None:
+            raise Conflict("this session has ended", finished=True, complete=False)
+        position = session.rounds.count()
+        if position >= experiment.rounds_per_session * MAX_STARTS_PER_ROUND:
+            _end_session(session, complete=False)
+            raise Conflict(
+                "too many rounds were started and not finished in this session", finished=True, complete=False
+            )
+        catch_trial = position in catch_rounds(experiment=experiment, session_id=session.pk)
+        image = choose_image(experiment=experiment, participant=session.participant, catch_trial=catch_trial)
+        if image is None:
+            # Out of images: the participant did what the study could offer. Any work done earns
+            # the completion; a session that could not play a single round just ends.
+            complete = rounds_done(session) > 0
+            _end_session(session, complete=complete)
+            raise Conflict("there is no image left for you to play in this study", finished=True, complete=complete)
+        round_ = Round.objects.create(
+            session=session, participant=session.participant, experiment=experiment, image=image,
+            client_round_id=client_round_id, position=position, settings=experiment.game_settings(),
+            is_catch_trial=image.is_catch_trial,
+        )  # fmt: skip
     return round_, True
 
 

@@ -119,4 +119,5 @@ class RoundFactory(factory.django.DjangoModelFactory):
     experiment = factory.LazyAttribute(lambda r: r.session.experiment)
     image = factory.SubFactory(ImageFactory, image_set=factory.SelfAttribute("..experiment.image_set"))
     client_round_id = factory.LazyFunction(uuid.uuid4)
+    position = factory.LazyAttribute(lambda r: r.session.rounds.count())
     settings = factory.LazyAttribute(lambda r: r.experiment.game_settings())

@@ -86,3 +86,23 @@ def test_the_api_refuses_callers_without_a_participant_cookie_or_csrf_token(new_
     player = new_player()
     no_token = player.http.post("/api/rounds/", json={"session_id": player.session_id})
     assert no_token.status_code == 403 and "CSRF" in no_token.json()["error"]
+
+
+def test_parallel_starts_of_a_session_return_one_round(new_player) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    player = new_player()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: player.start_round(), range(6)))
+    assert {answer.status_code for answer in answers} <= {200, 201}
+    assert len({answer.json()["client_round_id"] for answer in answers}) == 1
+    assert Round.objects.count() == 1
+
+
+def test_a_second_tab_starting_a_round_gets_the_round_already_being_played(new_player) -> None:
+    player = new_player()
+    first = player.start_round().json()
+    player.upload(first["client_round_id"], painted(10))
+    other_tab = player.start_round()  # a new client id, as a second tab makes
+    assert other_tab.status_code == 200
+    assert other_tab.json()["client_round_id"] == first["client_round_id"] and other_tab.json()["next_seq"] == 10

@@ -38,9 +38,11 @@ export function createSessionClient(config) {
       const id = store.currentRoundId(scope);
       try {
         const body = { session_id: sessionId, client_round_id: id };
-        return { id, state: await withRetry(() => postJSON(config.urls.rounds, body)) };
+        const state = await withRetry(() => postJSON(config.urls.rounds, body));
+        if (state.client_round_id !== id) store.adoptRound(scope, state.client_round_id);
+        return { id: state.client_round_id, state };
       } catch (error) {
-        if (error.status === 409) return null; // the session has played all its rounds
+        if (error.status === 409) return null; // the session is over (complete, ended or out of pictures)
         if (error.status !== 404 || retried) throw error;
         await open(lastCanvasSize, { fresh: true }); // a stale saved session: start a new one
         return this.startRound(true);

@@ -44,6 +44,14 @@ export function currentRoundId(scope) {
   return id;
 }
 
+// The server answered a start with another round of the session (one still being played, say
+// from another tab): that one becomes the current round, and the id this page made up is dropped.
+export function adoptRound(scope, id) {
+  const previous = read(CURRENT_KEY + scope);
+  if (typeof previous === "string" && previous !== id) remove(ROUND_KEY + previous);
+  write(CURRENT_KEY + scope, id);
+}
+
 // Forget a submitted round: its queue and, if it is the current one, the pointer to it.
 export function forgetRound(scope, id) {
   remove(ROUND_KEY + id);
