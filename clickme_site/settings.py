@@ -196,7 +196,13 @@ CELERY_BEAT_SCHEDULE = {
 }
 CACHES: dict[str, Any] = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        # Short socket timeouts: a Redis that is down or stalled must fail fast (the rate limiter
+        # then counts in-process, games/ratelimit.py), never hold a request.
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

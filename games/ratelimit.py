@@ -4,11 +4,17 @@ Fixed windows counted with cache.add + cache.incr, both atomic in Redis and in t
 cache, so concurrent workers never lose a count. Limits come from settings.GAME_RATE_LIMITS by
 the view's `rate_scope`; an address gets the participant limit times
 GAME_RATE_LIMIT_ADDRESS_FACTOR, since a classroom or a lab shares one.
+
+When the shared cache (Redis) cannot be reached, counting falls back to this process's own
+memory: each web process then limits on its own (a client spread over N processes gets up to
+N times the limit) until Redis answers again — play goes on instead of every call failing.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 
 from django.conf import settings
@@ -19,15 +25,48 @@ from rest_framework.views import APIView
 
 from games.services.participants import address_hash
 
+logger = logging.getLogger(__name__)
+# What a cache that cannot be reached raises: redis-py's errors (ConnectionError, TimeoutError)
+# derive from RedisError; sockets give OSError.
+try:
+    from redis.exceptions import RedisError as CacheUnavailable
+except ImportError:  # pragma: no cover - redis is a dependency; only the local-memory cache without it
+    CacheUnavailable = OSError
+
+
+class LocalCounters:
+    """Fixed-window counters in this process's memory, for when the shared cache is down."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def incr(self, key: str, window: int) -> int:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._counts) > 10_000:  # drop expired windows now and then; memory stays small
+                self._counts = {k: v for k, v in self._counts.items() if v[0] > now}
+            expires, count = self._counts.get(key, (0.0, 0))
+            count = count + 1 if expires > now else 1
+            self._counts[key] = (expires if expires > now else now + window + 1, count)
+            return count
+
+
+LOCAL = LocalCounters()
+
 
 def _count(key: str, window: int) -> int:
     """Add one to the window's counter and return it; the counter expires with its window."""
-    cache.add(key, 0, timeout=window + 1)
     try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr: this request opens a new count
-        cache.set(key, 1, timeout=window + 1)
-        return 1
+        cache.add(key, 0, timeout=window + 1)
+        try:
+            return cache.incr(key)
+        except ValueError:  # expired between add and incr: this request opens a new count
+            cache.set(key, 1, timeout=window + 1)
+            return 1
+    except (CacheUnavailable, OSError) as exc:
+        logger.warning("rate limits: the cache is unreachable (%s); counting in this process", exc)
+        return LOCAL.incr(key, window)
 
 
 class GameRateThrottle(BaseThrottle):

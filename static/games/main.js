@@ -38,6 +38,7 @@ async function endRound(id, uploader, outcome, state, title = null) {
     last = submitted.session.complete;
     const scored = await server.awaitPoints(id, submitted);
     ui.showPoints(scored.points);
+    if (scored.status === "scored") ui.setOutcome(scored.outcome);
     const counted = scored.session.rounds_done >= scored.round_number;
     ui.showAnswer(state.label, scored.partner_guess, counted, state.settings.query_every);
   } catch (error) {
@@ -62,6 +63,9 @@ function partnerQueries(id, uploader, ctl) {
       const answer = await postJSON(server.roundUrl(id, "guess/"), { bubble_count: count });
       if (game.round === ctl) ui.showGuesses(answer.guesses, answer.recognised, answer.bubble_count);
       if (answer.recognised && ctl.state === PLAYING) ctl.end("correct");
+      // Late: the clock ran out while the partner looked at bubbles painted in time. Those
+      // bubbles count (scoring goes by their timestamps), so the page says so at once.
+      else if (answer.recognised && game.round === ctl && ui.el.end.dataset.outcome === "wrong") ui.setOutcome("correct");
     } catch (error) {
       const text = error.status === 503 ? "Your partner is not answering right now; keep painting." : error.message;
       if (game.round === ctl) ui.partnerNote(text);

@@ -101,6 +101,13 @@ export function createUi(doc = document) {
       el.next.disabled = true;
       el.end.hidden = false;
     },
+    // The authoritative outcome, once scored: a guess that arrived after the clock ran out can
+    // still have recognised the picture from bubbles painted in time, and the score says so.
+    setOutcome(outcome) {
+      if (!OUTCOME_TITLES[outcome] || el.end.dataset.outcome === outcome) return;
+      el.endTitle.textContent = OUTCOME_TITLES[outcome];
+      el.end.dataset.outcome = outcome;
+    },
     showPoints(points) {
       el.endPoints.textContent = points === null ? "scoring…" : `+${points} points`;
     },
