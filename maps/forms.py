@@ -53,6 +53,11 @@ LOCKED_ONCE_STARTED = ("image_set", "partner")  # what a study's data already de
 class StudyForm(forms.ModelForm):
     """Create or edit a study (an Experiment) owned by `user`."""
 
+    completion_url = forms.URLField(
+        required=False, assume_scheme="https", label="Completion URL",
+        help_text=Experiment._meta.get_field("completion_url").help_text,
+    )  # fmt: skip
+
     class Meta:
         model = Experiment
         fields = [name for _, names in SECTIONS for name in names]
@@ -145,6 +150,12 @@ class ImageSetUploadForm(forms.ModelForm):
         fields = ["name", "description"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
         help_texts = {"name": "Letters, digits, - and _; unique on this site."}
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if name == "new":
+            raise forms.ValidationError("'new' is a dashboard page's name; choose another.")
+        return name
 
     def clean_archive(self) -> object:
         archive = self.cleaned_data["archive"]

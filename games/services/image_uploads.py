@@ -68,15 +68,16 @@ def create_image_set(*, name: str, description: str, owner: AbstractBaseUser, ar
 
 def read_members(zipped: zipfile.ZipFile) -> tuple[list[Member], list[str]]:
     """The images of the zip with their classes and masks, after the layout and zip-bomb checks."""
-    infos = [info for info in zipped.infolist() if not info.is_dir() and not _is_hidden(info.filename)]
+    files = [info for info in zipped.infolist() if not info.is_dir()]
+    problems = [problem for info in files if (problem := _unsafe(info))]
+    if problems:
+        raise UploadRejected(problems)
+    infos = [info for info in files if not _is_hidden(info.filename)]
     if not infos:
         raise UploadRejected(["The zip is empty: it should hold one folder per class, with the images inside."])
     if len(infos) > settings.IMAGE_SET_ZIP_MAX_FILES:
         raise UploadRejected([f"The zip holds {len(infos)} files; at most {settings.IMAGE_SET_ZIP_MAX_FILES} are "
                               "accepted (IMAGE_SET_ZIP_MAX_FILES)."])  # fmt: skip
-    problems = [problem for info in infos if (problem := _unsafe(info))]
-    if problems:
-        raise UploadRejected(problems)
     paths = _strip_common_folder([info.filename for info in infos])
     by_path = dict(zip(paths, infos, strict=True))
     if not any(len(path.split("/")) == 2 for path in paths):
