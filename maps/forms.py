@@ -77,7 +77,10 @@ class StudyForm(forms.ModelForm):
 
     def __init__(self, *args: object, user: AbstractBaseUser, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["image_set"].queryset = own_image_sets(user).order_by("name")
+        # The study's own set stays valid even when someone else made it (a superuser, a command).
+        current = ImageSet.objects.filter(pk=self.instance.image_set_id) if self.instance.image_set_id else None
+        sets = own_image_sets(user) if current is None else own_image_sets(user) | current
+        self.fields["image_set"].queryset = sets.order_by("name")
         self.fields["partner"].queryset = PartnerModel.objects.order_by("name")
         for name, (low, high) in LIMITS.items():
             _bound(self.fields[name], low, high)

@@ -26,7 +26,7 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-from games.models import Experiment, PartnerModel, PlaySession, Round
+from games.models import Experiment, ImageSet, PartnerModel, PlaySession, Round
 from games.tests.study_data import NEW_CLASSES, researcher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,11 +101,13 @@ def picture(kind: str, number: int) -> bytes:
     return buffer.getvalue()
 
 
-def write_zip(path: Path) -> Path:
-    """kitchen.zip: two teapots and a bicycle in class folders."""
+def write_zip(path: Path, *, extra: dict[str, bytes] | None = None) -> Path:
+    """Two teapots and a bicycle in class folders, and any `extra` members."""
     with zipfile.ZipFile(path, "w") as zipped:
         for kind, number in (("teapot", 0), ("teapot", 1), ("bicycle", 0)):
             zipped.writestr(f"{kind}/{kind}-{number}.png", picture(kind, number))
+        for name, data in (extra or {}).items():
+            zipped.writestr(name, data)
     return path
 
 
@@ -136,10 +138,9 @@ class Shots:
 
 
 def expected_refusal(response: object) -> bool:
-    """The go-live refusal is a 400 by design; a 503 from guess/ is the documented "partner busy"."""
-    return (response.status == 400 and response.url.endswith("/status/")) or (
-        response.status == 503 and response.url.endswith("/guess/")
-    )
+    """Refusals (go-live, a bad upload) are 400s by design; a 503 from guess/ is the documented "partner busy"."""
+    refusal = response.url.endswith(("/status/", "/image-sets/new/"))
+    return (response.status == 400 and refusal) or (response.status == 503 and response.url.endswith("/guess/"))
 
 
 def watch(page: object, errors: list[str]) -> None:
@@ -158,7 +159,8 @@ def sign_in(page: object, base_url: str, username: str) -> None:
     page.click("button[type=submit]")
 
 
-def upload_images(page: object, shots: Shots, archive: Path) -> None:
+def upload_images(page: object, shots: Shots, archive: Path, bad_archive: Path) -> None:
+    """Upload a zip with a bad file (refused in place, every reason listed), then the good one."""
     from playwright.sync_api import expect
 
     page.get_by_role("link", name="Image sets").click()
@@ -166,6 +168,12 @@ def upload_images(page: object, shots: Shots, archive: Path) -> None:
     expect(page.locator("#upload-form[data-enhanced=true]")).to_be_attached()  # upload.js is listening
     page.get_by_label("Name").fill("kitchen")
     page.get_by_label("Description").fill("Teapots and bicycles, drawn for the walk-through.")
+    page.get_by_label("Images (zip)").set_input_files(bad_archive)
+    page.get_by_role("button", name="Upload").click()
+    errors = page.locator("#upload-form .field.invalid .errorlist")
+    expect(errors).to_contain_text("teapot/notes.png: not an image")
+    expect(page.locator("#upload-status")).to_contain_text("Nothing was stored")
+    assert not ImageSet.objects.exists()
     page.get_by_label("Images (zip)").set_input_files(archive)
     shots.take(page, "upload")
     page.get_by_role("button", name="Upload").click()
@@ -284,7 +292,8 @@ def test_a_researcher_runs_a_study_of_new_classes_from_upload_to_a_played_round(
     sign_in(page, live_server.url, "dana")
     expect(page.get_by_role("heading", name="Your experiments")).to_be_visible()
     shots.take(page, "empty-dashboard")
-    upload_images(page, shots, write_zip(tmp_path / "kitchen.zip"))
+    bad = write_zip(tmp_path / "bad.zip", extra={"teapot/notes.png": b"a text file named like a picture"})
+    upload_images(page, shots, write_zip(tmp_path / "kitchen.zip"), bad)
     create_study(page, shots)
     refused_then_fixed(page, shots)
     pilot(browser, page, errors)
