@@ -153,6 +153,9 @@ STORAGES = {
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 40_000_000, minimum=1)
 IMAGE_MAX_BYTES = env_int("IMAGE_MAX_BYTES", 50 * 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024)
+# A researcher's image-set upload (a zip, docs/running-a-study.md): its size, and how many files it may hold.
+IMAGE_SET_ZIP_MAX_BYTES = env_int("IMAGE_SET_ZIP_MAX_BYTES", 500 * 1024 * 1024, minimum=1024)
+IMAGE_SET_ZIP_MAX_FILES = env_int("IMAGE_SET_ZIP_MAX_FILES", 20_000, minimum=1)
 
 # --- Security (secure unless DEBUG; each switch overridable) ------------------------------
 # https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/

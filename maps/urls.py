@@ -33,6 +33,13 @@ urlpatterns = [
     path("dashboard/login/", login, name="login"),
     path("dashboard/logout/", auth_views.LogoutView.as_view(next_page="maps:login"), name="logout"),
     path("dashboard/", views.experiment_list, name="dashboard"),
+    # Before `dashboard/<slug>/`, whose slugs maps.forms.RESERVED_SLUGS keeps off these names.
+    path("dashboard/new/", views.study_create, name="study-create"),
+    path("dashboard/image-sets/", views.image_set_list, name="image-sets"),
+    path("dashboard/image-sets/new/", views.image_set_upload, name="image-set-upload"),
+    path("dashboard/image-sets/<slug:name>/", views.image_set_detail, name="image-set"),
     path("dashboard/<slug:slug>/", views.experiment_detail, name="dashboard-experiment"),
+    path("dashboard/<slug:slug>/settings/", views.study_settings, name="study-settings"),
+    path("dashboard/<slug:slug>/status/", views.experiment_status, name="study-status"),
     path("dashboard/<slug:slug>/images/<int:image_id>.png", views.image_crop, name="dashboard-image"),
 ]
