@@ -49,11 +49,10 @@ def parse_json(text: bytes, *, binary_hint: bool = False) -> dict:
         body = json.loads(text) if text else {}
     except RecursionError:
         raise BadRequest("JSON nested too deeply: arrays and objects nest at most a few levels here") from None
-    except UnicodeDecodeError as error:
-        hint = f" (binary tensor data needs the {HEADER} header)" if binary_hint else ""
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        # What a binary body sent without its header looks like (the client's default request is binary).
+        hint = f" (a body with binary tensor data needs the {HEADER} header)" if binary_hint else ""
         raise BadRequest(f"malformed JSON: {error}{hint}") from error
-    except json.JSONDecodeError as error:
-        raise BadRequest(f"malformed JSON: {error}") from error
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
