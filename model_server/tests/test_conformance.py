@@ -7,6 +7,7 @@ for a CPU, so a model kind that breaks the protocol (its attention outputs, say)
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,3 +240,34 @@ def test_a_model_unloaded_and_loaded_again_by_the_client_serves_again(served: Se
     served.client.load_model(MODEL, headers=AUTH)  # no config: the model's last checkpoint again
     assert served.client.is_model_ready(MODEL)
     assert served.client.infer(MODEL, inputs(served.pixels, binary=True)).as_numpy("indices").shape == (2, 5)
+
+
+def guess_with_the_standard_client(url: str, model: str) -> list[str]:
+    """Ask the partner for its top 3 guesses with nothing but the standard client (docs/model-server.md)."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url)  # host:port, e.g. "127.0.0.1:8001"
+    assert client.is_server_ready() and client.is_model_ready(model)
+    pixels = np.zeros((1, 256, 256, 3), dtype=np.uint8)  # the 256x256 RGB canvas (or send "image_key")
+    bubbles = np.array([[[128, 128], [140, 120]]], dtype=np.int32)  # (x, y) centres, padded with (-1, -1)
+    seeds = np.array([42], dtype=np.int64)  # the same seed gives the same hidden-pixel noise
+    inputs = [
+        httpclient.InferInput("image", [1, 256, 256, 3], "UINT8"),
+        httpclient.InferInput("bubbles", [1, 2, 2], "INT32"),
+        httpclient.InferInput("noise_seed", [1], "INT64"),
+    ]
+    for tensor, data in zip(inputs, (pixels, bubbles, seeds), strict=True):
+        tensor.set_data_from_numpy(data)  # binary tensor data, the client's default
+    outputs = [httpclient.InferRequestedOutput("classes"), httpclient.InferRequestedOutput("probabilities")]
+    result = client.infer(model, inputs, outputs=outputs, parameters={"top_k": 3})
+    client.close()
+    return [name.decode() for name in result.as_numpy("classes")[0]]
+
+
+def test_the_documented_example_runs_and_is_in_the_docs_verbatim(served: Served) -> None:
+    guesses = guess_with_the_standard_client(served.url.removeprefix("http://"), MODEL)
+    assert len(guesses) == 3
+    assert set(guesses) <= set(CLASSES)
+    docs = (Path(__file__).parents[2] / "docs" / "model-server.md").read_text()
+    assert inspect.getsource(guess_with_the_standard_client) in docs
