@@ -15,7 +15,7 @@ import torch
 
 from model_server.registry import LoadedModel
 from model_server.reveal import CROP_SIZE, reveal_batch, thread_buffer
-from model_server.statistics import Statistics
+from model_server.statistics import VersionStats
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Job:
     priority: int = 0  # 0 first (protocol.PRIORITIES)
     future: asyncio.Future = field(default_factory=_new_future)
     queued_ns: int = field(default_factory=time.perf_counter_ns)  # for the queue time in the statistics
+    stats: VersionStats | None = None  # its model version's statistics (serve.py), None: not counted
 
     def __len__(self) -> int:
         return len(self.images)
@@ -149,10 +150,8 @@ class DynamicBatcher:
         max_delay_ms: float,
         max_queue: int,
         workers: int,
-        statistics: Statistics | None = None,
     ) -> None:
         self.executor = executor
-        self.statistics = statistics if statistics is not None else Statistics()
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay_ms / 1000
         self.max_queue = max_queue
@@ -254,10 +253,11 @@ class DynamicBatcher:
                     job.future.set_result(prediction)
 
     def _count(self, jobs: list[Job], started: int, finished: int) -> None:
-        """Add one batch's queue and compute times to its model version's statistics."""
-        loaded = jobs[0].loaded
-        self.statistics.batch(loaded.name, loaded.version, sum(len(job) for job in jobs), finished - started)
-        stats = self.statistics.of(loaded.name, loaded.version)
+        """Add one batch's queue and compute times to its model version's statistics (jobs share the version)."""
+        stats = jobs[0].stats
+        if stats is None:
+            return
+        stats.batch(sum(len(job) for job in jobs), finished - started)
         for job in jobs:
             stats.add("queue", started - job.queued_ns)
             stats.add("compute_infer", finished - started)

@@ -42,7 +42,7 @@ def parse_json(text: bytes, *, binary_hint: bool = False) -> dict:
     """Parse a JSON object; malformed, too deeply nested and non-object bodies are a BadRequest.
 
     Python's parser refuses nesting deeper than the recursion limit (about 1000) with a RecursionError, at
-    once and before it allocates anything: that becomes a 400, never a 500. Tensor data nested deeper than
+    as soon as it gets that deep: that becomes a 400, never a 500. Tensor data nested deeper than
     its shape's rank is refused later, where the shape is known (protocol.flatten).
     """
     try:

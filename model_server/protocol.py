@@ -40,10 +40,13 @@ INPUTS = {
         "BYTES",
         [-1],
         f"Path of each image under the server's --image-root (decoded once, then cached). {ONE_IMAGE}",
-        True,
+        optional=True,
     ),
     "image": TensorSpec(
-        "UINT8", [-1, IMAGE_SIZE, IMAGE_SIZE, 3], f"The 256x256 RGB canvas of each image, row-major. {ONE_IMAGE}", True
+        "UINT8",
+        [-1, IMAGE_SIZE, IMAGE_SIZE, 3],
+        f"The 256x256 RGB canvas of each image, row-major. {ONE_IMAGE}",
+        optional=True,
     ),
     "bubbles": TensorSpec("INT32", [-1, -1, 2], "Bubble centres (x, y) in 0..255, each item padded with (-1, -1)."),
     "noise_seed": TensorSpec("INT64", [-1], "Seed of each item's hidden-pixel noise, 0..2**63-1."),

@@ -63,11 +63,7 @@ class ServerState:
     images: ImageCache
     executor: ThreadPoolExecutor
     batcher: DynamicBatcher
-
-    @property
-    def statistics(self) -> Statistics:
-        """Per model version inference statistics (kept by the batcher, which times the batches)."""
-        return self.batcher.statistics
+    statistics: Statistics = field(default_factory=Statistics)  # per model version, the batcher times batches
 
 
 STATE = web.AppKey("state", ServerState)
@@ -159,6 +155,7 @@ async def _infer(
         top_k=parsed.top_k,
         attention=parsed.attention,
         priority=protocol.PRIORITIES.index(parsed.priority),
+        stats=stats,
     )
     stats.add("compute_input", time.perf_counter_ns() - started)
     prediction = await state.batcher.submit(job)

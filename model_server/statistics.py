@@ -28,6 +28,14 @@ class VersionStats:
         self.phases[phase][0] += count
         self.phases[phase][1] += nanoseconds
 
+    def batch(self, items: int, nanoseconds: int) -> None:
+        """Count one batch of `items` run in `nanoseconds`."""
+        self.execution_count += 1
+        self.inference_count += items
+        self.last_inference = time.time_ns() // 1_000_000
+        self.batches[items][0] += 1
+        self.batches[items][1] += nanoseconds
+
     def as_json(self, name: str, version: str) -> dict:
         """Describe these counters as one entry of the statistics response."""
         return {
@@ -53,12 +61,3 @@ class Statistics:
     def of(self, name: str, version: str) -> VersionStats:
         """Return (creating) the counters of a model version."""
         return self._versions[(name, version)]
-
-    def batch(self, name: str, version: str, items: int, nanoseconds: int) -> None:
-        """Count one batch of `items` run in `nanoseconds`."""
-        stats = self.of(name, version)
-        stats.execution_count += 1
-        stats.inference_count += items
-        stats.last_inference = time.time_ns() // 1_000_000
-        stats.batches[items][0] += 1
-        stats.batches[items][1] += nanoseconds

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,9 +88,16 @@ def expected_top5(served: Served) -> tuple[np.ndarray, np.ndarray]:
     """The top-5 indices and probabilities the model computes in process for the test pixels."""
     loaded = load_model(MODEL, served.checkpoint, torch.device("cpu"))
     images = torch.from_numpy(served.pixels).permute(0, 3, 1, 2)
-    indices, probabilities, _ = infer_in_process(
-        loaded, images, torch.from_numpy(BUBBLES), SEEDS.tolist(), bubble_size=21, top_k=5, attention=False
-    )
+    # In a thread of its own, as the server's workers: infer keeps per-thread buffers made under inference mode,
+    # which later in-place work outside it on the test thread (test_reveal) could not use.
+    with ThreadPoolExecutor(1) as pool:
+        indices, probabilities, _ = pool.submit(
+            infer_in_process,
+            *(loaded, images, torch.from_numpy(BUBBLES), SEEDS.tolist()),
+            bubble_size=21,
+            top_k=5,
+            attention=False,
+        ).result()
     return indices.numpy(), probabilities.numpy()
 
 
