@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import torch
 
 from model_server.registry import LoadedModel
 from model_server.reveal import CROP_SIZE, reveal_batch, thread_buffer
+from model_server.statistics import VersionStats
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class Job:
     attention: bool
     priority: int = 0  # 0 first (protocol.PRIORITIES)
     future: asyncio.Future = field(default_factory=_new_future)
+    queued_ns: int = field(default_factory=time.perf_counter_ns)  # for the queue time in the statistics
+    stats: VersionStats | None = None  # its model version's statistics (serve.py), None: not counted
 
     def __len__(self) -> int:
         return len(self.images)
@@ -234,6 +238,7 @@ class DynamicBatcher:
                 continue
             self.batches += 1
             self.batched_items += sum(len(job) for job in live)
+            started = time.perf_counter_ns()
             try:
                 predictions = await loop.run_in_executor(self.executor, run_jobs, live)
             except Exception as error:  # any failure is reported to each waiting request (500)
@@ -242,6 +247,17 @@ class DynamicBatcher:
                     if not job.future.done():
                         job.future.set_exception(error)
                 continue
+            self._count(live, started, time.perf_counter_ns())
             for job, prediction in zip(live, predictions, strict=True):
                 if not job.future.done():
                     job.future.set_result(prediction)
+
+    def _count(self, jobs: list[Job], started: int, finished: int) -> None:
+        """Add one batch's queue and compute times to its model version's statistics (jobs share the version)."""
+        stats = jobs[0].stats
+        if stats is None:
+            return
+        stats.batch(sum(len(job) for job in jobs), finished - started)
+        for job in jobs:
+            stats.add("queue", started - job.queued_ns)
+            stats.add("compute_infer", finished - started)

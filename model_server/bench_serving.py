@@ -2,8 +2,10 @@
 
 In one run: the in-process forward pass at several batch sizes (the limit), the same with the reveal rendering the
 server also does, a real server in a subprocess driven over HTTP by 1, 8 and 64 concurrent asyncio clients (one item
-per request, a cached image, ~30 bubbles), and a server limited to batches of one at 64 clients. The load generator
-is one asyncio process sending pre-encoded bodies, so it takes little CPU from the server. Usage:
+per request, a cached image, ~30 bubbles), a server limited to batches of one at 64 clients, and the same server
+sent the image's pixels inline as a JSON body versus as binary tensor data (the protocol's binary extension, a
+standard client's default), at 8 clients. The load generator is one asyncio process sending pre-encoded bodies,
+so it takes little CPU from the server. Usage:
 python -m model_server.bench_serving [--checkpoint model_server/checkpoints/demo.pt] [--seconds 10] [--json OUT]
 """
 
@@ -30,6 +32,7 @@ import torch
 from PIL import Image
 
 from model_server.batching import input_buffer
+from model_server.binary_data import HEADER
 from model_server.config import preset
 from model_server.network import gala_small, save_checkpoint
 from model_server.registry import load_model
@@ -117,8 +120,11 @@ def random_bubbles(rng: random.Random) -> list[tuple[int, int]]:
     return points
 
 
-def request_bodies(count: int) -> list[bytes]:
-    """Pre-encode one-item infer bodies (different images, bubbles and seeds)."""
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def request_bodies(count: int) -> list[tuple[bytes, dict[str, str]]]:
+    """Pre-encode one-item infer bodies by image key (different images, bubbles and seeds)."""
     rng, bodies = random.Random(0), []
     for index in range(count):
         points = random_bubbles(rng)
@@ -131,23 +137,55 @@ def request_bodies(count: int) -> list[bytes]:
             ],
             "parameters": {"top_k": 1},
         }  # fmt: skip
-        bodies.append(json.dumps(body).encode())
+        bodies.append((json.dumps(body).encode(), JSON_HEADERS))
     return bodies
 
 
-async def drive(url: str, bodies: list[bytes], clients: int, seconds: float, server_pid: int) -> dict:
+def pixel_bodies(count: int, *, binary: bool) -> list[tuple[bytes, dict[str, str]]]:
+    """Pre-encode one-item infer bodies that carry the image's pixels: all JSON, or binary tensor data.
+
+    The binary bodies are what a standard client sends by default: the JSON header names the tensors, their
+    bytes follow it, and the outputs come back binary too (binary_data_output).
+    """
+    rng, pixels_rng, bodies = random.Random(1), np.random.default_rng(1), []
+    for index in range(count):
+        points = random_bubbles(rng)
+        pixels = pixels_rng.integers(0, 256, (1, 256, 256, 3), dtype=np.uint8)
+        tensors = [
+            ("image", "UINT8", list(pixels.shape), pixels),
+            ("bubbles", "INT32", [1, len(points), 2], np.array(points, dtype="<i4")),
+            ("noise_seed", "INT64", [1], np.array([index], dtype="<i8")),
+        ]
+        inputs, raw = [], []
+        for name, datatype, shape, data in tensors:
+            tensor = {"name": name, "datatype": datatype, "shape": shape}
+            if binary:
+                raw.append(data.tobytes())
+                tensor["parameters"] = {"binary_data_size": len(raw[-1])}
+            else:
+                tensor["data"] = data.flatten().tolist()
+            inputs.append(tensor)
+        header = json.dumps({"inputs": inputs, "parameters": {"top_k": 1, "binary_data_output": binary}}).encode()
+        headers = {"Content-Type": "application/octet-stream", HEADER: str(len(header))} if binary else JSON_HEADERS
+        bodies.append((b"".join([header, *raw]), headers))
+    return bodies
+
+
+async def drive(
+    url: str, bodies: list[tuple[bytes, dict[str, str]]], clients: int, seconds: float, server_pid: int
+) -> dict:
     """Run `clients` closed-loop clients for `seconds` after a warm-up; return throughput and latency."""
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     errors = 0
-    headers = {"Content-Type": "application/json"}
 
     async def client(number: int, session: aiohttp.ClientSession, deadline: float) -> None:
         nonlocal errors
         sent = number
         while loop.time() < deadline:
             began = time.perf_counter()
-            async with session.post(url, data=bodies[sent % len(bodies)], headers=headers) as reply:
+            body, headers = bodies[sent % len(bodies)]
+            async with session.post(url, data=body, headers=headers) as reply:
                 await reply.read()
                 if reply.status != 200:
                     errors += 1
@@ -195,11 +233,13 @@ def start_server(checkpoint: Path, image_root: Path, extra: list[str], log: Path
     raise RuntimeError(f"the server did not start in 60 s; see {log}")
 
 
-async def served(url: str, pid: int, bodies: list[bytes], levels: list[int], seconds: float) -> list[dict]:
+async def served(
+    url: str, pid: int, bodies: list[tuple[bytes, dict[str, str]]], levels: list[int], seconds: float
+) -> list[dict]:
     """Warm the image cache, then measure each concurrency level and the mean batch size."""
     async with aiohttp.ClientSession() as session:
-        for body in bodies[:16]:  # one request per image key: decoded once, cached after
-            async with session.post(url + "/v2/models/partner/infer", data=body) as reply:
+        for body, headers in bodies[:16]:  # one request per image key: decoded once, cached after
+            async with session.post(url + "/v2/models/partner/infer", data=body, headers=headers) as reply:
                 reply.raise_for_status()
         results = []
         for clients in levels:
@@ -219,6 +259,23 @@ def run_server_levels(checkpoint: Path, root: Path, extra: list[str], levels: li
     process, url = start_server(checkpoint, root, extra, root.parent / "server.log")
     try:
         return asyncio.run(served(url, process.pid, request_bodies(256), levels, seconds))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def run_json_vs_binary(checkpoint: Path, root: Path, extra: list[str], clients: int, seconds: float) -> list[dict]:
+    """On one server, measure inline pixels sent as a JSON body, then as binary tensor data."""
+    process, url = start_server(checkpoint, root, extra, root.parent / "server.log")
+    try:
+        results = []
+        for binary in (False, True):
+            bodies = pixel_bodies(32, binary=binary)
+            [result] = asyncio.run(served(url, process.pid, bodies, [clients], seconds))
+            result["body"] = "binary" if binary else "JSON"
+            result["body_bytes"] = sum(len(body) for body, _ in bodies) / len(bodies)
+            results.append(result)
+        return results
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -255,11 +312,14 @@ def main(argv: list[str] | None = None) -> dict:
     extra = args.server_args.split() or ["--max-batch-size", str(best["batch"]), "--workers", str(best["streams"])]
     batched = run_server_levels(checkpoint, root, extra, [1, 8, 64], args.seconds)
     single = run_server_levels(checkpoint, root, [*extra, "--max-batch-size", "1"], [64], args.seconds)
+    bodies = run_json_vs_binary(checkpoint, root, extra, 8, args.seconds)
     results = {
         "checkpoint": str(args.checkpoint), "version": version, "cpus": os.cpu_count(),
         "device": "cuda" if torch.cuda.is_available() else "cpu", "server_args": extra,
         "raw_forward": raw, "raw_best": best, "raw_reveal_forward": with_reveal,
-        "served": batched, "served_batch1": single[0],
+        "served": batched, "served_batch1": single[0], "json_vs_binary": bodies,
+        "ratio_json_binary": bodies[0]["images_per_s"] / bodies[1]["images_per_s"],
+        "cpu_ratio_json_binary": bodies[0]["images_per_cpu_s"] / bodies[1]["images_per_cpu_s"],
     }  # fmt: skip
     # Ratios by wall clock, and per CPU-second used (these hold up when other programs share the machine).
     pairs = {"served64_raw": best, "served64_raw_reveal": with_reveal, "served64_batch1": single[0]}
@@ -282,6 +342,8 @@ def print_table(results: dict) -> None:
     rows += [(f"raw reveal+forward, batch {best['batch']}, {best['streams']} stream(s)", results["raw_reveal_forward"])]
     rows += [(f"served, {r['clients']} clients", r) for r in results["served"]]
     rows += [("served, max batch 1, 64 clients", results["served_batch1"])]
+    rows += [(f"served@8, pixels as {r['body']} ({r['body_bytes'] / 1000:.0f} KB)", r)
+             for r in results["json_vs_binary"]]  # fmt: skip
     for label, r in rows:
         latency = f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['mean_batch']:5.1f}" if "clients" in r else " " * 21
         errors = f"  {r['errors']} errors" if r.get("errors") else ""
@@ -292,6 +354,7 @@ def print_table(results: dict) -> None:
         ("served@64 / raw forward limit", "served64_raw", "(goal >= 0.8)"),
         ("served@64 / raw reveal+forward", "served64_raw_reveal", ""),
         ("served@64 / max-batch-1 server@64", "served64_batch1", "(goal >= 2)"),
+        ("served@8 pixels JSON / binary", "json_binary", "(below 1: binary serves more)"),
     ]:
         print(f"{label:36} {results['ratio_' + key]:5.2f} {results['cpu_ratio_' + key]:9.2f}  {goal}")
     print("'other' is CPU taken by programs outside the benchmark; when it is high, trust the per-CPU-s column.")

@@ -144,6 +144,23 @@ class GALANet(nn.Module):
         return logits, maps
 
 
+def attention_shapes(config: GALAConfig, size: int = 224) -> list[tuple[int, int]]:
+    """Return (H, W) of each attention map forward_with_attention returns, in order, without running the network.
+
+    The serving metadata declares one output per GALA block; this is the same arithmetic as the layers':
+    conv1 (7x7, padding 3, stride s), the 3x3/2 max-pool, then a stride-2 3x3 conv at the start of layer2..4.
+    """
+    side = (size + 2 * 3 - 7) // config.stem_stride + 1
+    side = (side - 1) // 2 + 1  # the max-pool
+    shapes = []
+    for stage in range(1, 5):
+        if stage > 1:
+            side = (side - 1) // 2 + 1
+        if stage in config.gala_layers:
+            shapes += [(side, side)] * config.layers[stage - 1]
+    return shapes
+
+
 def build(config: GALAConfig) -> GALANet:
     """Build a freshly initialised network from its configuration."""
     return GALANet(config)

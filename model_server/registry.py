@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 from model_server.canvas import IMAGE_SIZE, to_canvas
-from model_server.network import load_checkpoint
+from model_server.network import attention_shapes, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class LoadedModel:
     arch: str
     checkpoint: str
     device: torch.device
+    attention_shapes: tuple[tuple[int, int], ...] = ()  # (H, W) of each GALA block's map, in order
 
 
 def load_model(name: str, checkpoint: Path, device: torch.device, version: str = "") -> LoadedModel:
@@ -55,6 +56,7 @@ def load_model(name: str, checkpoint: Path, device: torch.device, version: str =
         arch=str(ckpt["config"].get("arch", "")),
         checkpoint=str(checkpoint),
         device=device,
+        attention_shapes=tuple(attention_shapes(model.config)),
     )
 
 
@@ -68,10 +70,14 @@ class ModelRegistry:
     def __init__(self) -> None:
         self._versions: dict[str, dict[str, LoadedModel]] = {}
         self._active: dict[str, str] = {}
+        # Models unloaded whole, with the checkpoint their active version came from: the repository
+        # index lists them as unavailable (as Triton does) and a bare load request loads it again.
+        self._unloaded: dict[str, str] = {}
 
     def add(self, loaded: LoadedModel, *, activate: bool) -> None:
         """Register a loaded version (replacing one of the same name) and maybe make it active."""
         self._versions.setdefault(loaded.name, {})[loaded.version] = loaded
+        self._unloaded.pop(loaded.name, None)
         if activate or loaded.name not in self._active:
             self.activate(loaded.name, loaded.version)
 
@@ -88,6 +94,35 @@ class ModelRegistry:
             raise BadRequest(f"version {version!r} of {name!r} is active; activate another first")
         del self._versions[name][version]
         logger.info("model %s: version %s unloaded", name, version)
+
+    def unload_model(self, name: str) -> None:
+        """Forget every version of a model (the protocol's unload without a version)."""
+        checkpoint = self.get(name).checkpoint
+        del self._versions[name], self._active[name]
+        self._unloaded[name] = checkpoint
+        logger.info("model %s unloaded", name)
+
+    def last_checkpoint(self, name: str) -> str | None:
+        """Return the checkpoint of the model's active version, or of the one it had when unloaded."""
+        if name in self._active:
+            return self.get(name).checkpoint
+        return self._unloaded.get(name)
+
+    def index(self) -> list[dict[str, str]]:
+        """Describe every model the server knows, as the repository extension's index does."""
+        entries = [
+            {"name": name, "version": version, "state": "READY"}
+            for name in sorted(self._versions)
+            for version in sorted(self._versions[name])
+        ]
+        entries += [{"name": name, "state": "UNAVAILABLE", "reason": "unloaded"} for name in sorted(self._unloaded)]
+        return entries
+
+    def loaded(self) -> list[LoadedModel]:
+        """Return every loaded version of every model."""
+        return [
+            self._versions[name][version] for name in sorted(self._versions) for version in sorted(self._versions[name])
+        ]
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:
         """Return the named version, or the active one when version is None."""

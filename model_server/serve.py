@@ -3,7 +3,9 @@
 A request names images by key (decoded once, then served from an LRU cache) or sends pixels, plus
 each item's bubbles and noise seed; the server renders what the partner sees (`reveal.py`) and
 answers the top-k classes. Requests are parsed on the event loop (preprocess), merged into
-batches that run in a thread pool (`batching.infer`) and turned back into JSON (postprocess).
+batches that run in a thread pool (`batching.infer`) and turned back into tensors (postprocess).
+Tensors travel as JSON or as the protocol's binary tensor data (`binary_data.py`); the endpoints are
+the protocol's required ones plus the extensions standard clients call (docs/model-server.md).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import json
+import ipaddress
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +24,11 @@ from pathlib import Path
 import torch
 from aiohttp import web
 
-from model_server import protocol
+from model_server import metadata, protocol
 from model_server.batching import DynamicBatcher, Job, Overloaded
-from model_server.registry import BadRequest, ImageCache, ModelRegistry, NotFound, load_model
+from model_server.binary_data import HEADER, pack_response, parse_json, split_body
+from model_server.registry import BadRequest, ImageCache, LoadedModel, ModelRegistry, NotFound, load_model
+from model_server.statistics import Statistics, VersionStats
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ class ServerState:
     images: ImageCache
     executor: ThreadPoolExecutor
     batcher: DynamicBatcher
+    statistics: Statistics = field(default_factory=Statistics)  # per model version, the batcher times batches
 
 
 STATE = web.AppKey("state", ServerState)
@@ -90,14 +96,8 @@ async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamR
 
 
 async def read_json(request: web.Request) -> dict:
-    """Read a JSON object body (aiohttp enforces client_max_size and answers 413 beyond it)."""
-    try:
-        body = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BadRequest(f"malformed JSON: {error}") from error
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
+    """Read a JSON object body; an empty body is an empty object (aiohttp answers 413 past client_max_size)."""
+    return parse_json(await request.read())
 
 
 async def load_images(state: ServerState, keys: list[str]) -> list[torch.Tensor]:
@@ -116,12 +116,31 @@ async def load_images(state: ServerState, keys: list[str]) -> list[torch.Tensor]
     return [found[key] for key in keys]
 
 
+def model_of(request: web.Request) -> LoadedModel:
+    """Return the model version a /v2/models/{name}[/versions/{version}]/... path names (404 if none)."""
+    return request.app[STATE].registry.get(request.match_info["name"], request.match_info.get("version"))
+
+
 async def infer(request: web.Request) -> web.Response:
     """POST /v2/models/{name}[/versions/{version}]/infer: top-k guesses for revealed images."""
     state = request.app[STATE]
-    loaded = state.registry.get(request.match_info["name"], request.match_info.get("version"))
-    body = await read_json(request)
-    parsed = protocol.parse_infer(body, state.settings, len(loaded.classes))
+    loaded = model_of(request)
+    stats, started = state.statistics.of(loaded.name, loaded.version), time.perf_counter_ns()
+    try:
+        response = await _infer(state, loaded, request, stats, started)
+    except Exception:
+        stats.add("fail", time.perf_counter_ns() - started)
+        raise
+    stats.add("success", time.perf_counter_ns() - started)
+    return response
+
+
+async def _infer(
+    state: ServerState, loaded: LoadedModel, request: web.Request, stats: VersionStats, started: int
+) -> web.Response:
+    """Preprocess, batch and postprocess one infer request, timing each phase for the statistics."""
+    body, binary = split_body(await request.read(), request.headers.get(HEADER))
+    parsed = protocol.parse_infer(body, state.settings, loaded, binary)
     if parsed.keys is None:
         loop = asyncio.get_running_loop()
         images = await loop.run_in_executor(state.executor, protocol.canvases, parsed.pixels, len(parsed.seeds))
@@ -136,9 +155,20 @@ async def infer(request: web.Request) -> web.Response:
         top_k=parsed.top_k,
         attention=parsed.attention,
         priority=protocol.PRIORITIES.index(parsed.priority),
+        stats=stats,
     )
+    stats.add("compute_input", time.perf_counter_ns() - started)
     prediction = await state.batcher.submit(job)
-    return web.json_response(protocol.infer_response(loaded, prediction, body.get("id")))
+    answered = time.perf_counter_ns()
+    header, tensors = protocol.infer_response(loaded, prediction, body.get("id"), parsed.outputs)
+    data, headers = pack_response(header, tensors)
+    stats.add("compute_output", time.perf_counter_ns() - answered)
+    return web.Response(body=data, headers=headers)
+
+
+async def server_metadata(request: web.Request) -> web.Response:
+    """GET /v2: server name, version and extensions."""
+    return web.json_response(metadata.server_metadata())
 
 
 async def live(request: web.Request) -> web.Response:
@@ -155,13 +185,36 @@ async def ready(request: web.Request) -> web.Response:
 async def model_metadata(request: web.Request) -> web.Response:
     """GET /v2/models/{name}[/versions/{version}]: inputs, outputs, versions and class names."""
     state = request.app[STATE]
-    name = request.match_info["name"]
-    loaded = state.registry.get(name, request.match_info.get("version"))
-    return web.json_response(protocol.metadata(loaded, state.registry, state.settings))
+    return web.json_response(metadata.model_metadata(model_of(request), state.registry, state.settings))
+
+
+async def model_ready(request: web.Request) -> web.Response:
+    """GET /v2/models/{name}[/versions/{version}]/ready: 200 when loaded (a loaded version is ready), else 404."""
+    loaded = model_of(request)
+    return web.json_response({"name": loaded.name, "version": loaded.version, "ready": True})
+
+
+async def model_config(request: web.Request) -> web.Response:
+    """GET /v2/models/{name}[/versions/{version}]/config: the model configuration extension."""
+    return web.json_response(metadata.model_config(model_of(request), request.app[STATE].settings))
+
+
+async def model_stats(request: web.Request) -> web.Response:
+    """GET /v2/models[/{name}[/versions/{version}]]/stats: the statistics extension, per model version."""
+    state = request.app[STATE]
+    if "name" not in request.match_info:
+        chosen = state.registry.loaded()
+    elif "version" in request.match_info:
+        chosen = [model_of(request)]
+    else:
+        name = request.match_info["name"]
+        chosen = [state.registry.get(name, version) for version in state.registry.versions(name)]
+    entries = [state.statistics.of(one.name, one.version).as_json(one.name, one.version) for one in chosen]
+    return web.json_response({"model_stats": entries})
 
 
 async def stats(request: web.Request) -> web.Response:
-    """GET /v2/stats: image cache and batching counters."""
+    """GET /v2/stats: image cache and batching counters (ours, for monitoring and the benchmark)."""
     state = request.app[STATE]
     return web.json_response({"image_cache": state.images.stats(), **state.batcher.stats()})
 
@@ -174,15 +227,25 @@ def check_admin(request: web.Request) -> None:
         raise web.HTTPUnauthorized(text="repository endpoints need the admin bearer token")
 
 
+async def repository_index(request: web.Request) -> web.Response:
+    """POST /v2/repository/index: every model version loaded, and models unloaded (as unavailable)."""
+    check_admin(request)
+    body = await read_json(request)
+    entries = request.app[STATE].registry.index()
+    if body.get("ready") is True:  # the extension's filter: only what can answer now
+        entries = [entry for entry in entries if entry["state"] == "READY"]
+    return web.json_response(entries)
+
+
 async def load_version(request: web.Request) -> web.Response:
     """POST /v2/repository/models/{name}/load: load a checkpoint as a version, maybe activate it."""
     check_admin(request)
     state = request.app[STATE]
     body = await read_json(request)
-    checkpoint, version, activate = protocol.parse_load(body)
+    name = request.match_info["name"]
+    checkpoint, version, activate = protocol.parse_load(body, state.registry, name)
     loop = asyncio.get_running_loop()
     device = torch.device(state.settings.device)
-    name = request.match_info["name"]
     try:
         loaded = await loop.run_in_executor(state.executor, load_model, name, checkpoint, device, version)
     except Exception as error:  # a corrupt file fails in any of the unpickler's many ways
@@ -198,15 +261,25 @@ async def activate_version(request: web.Request) -> web.Response:
 
 
 async def unload_version(request: web.Request) -> web.Response:
-    """POST /v2/repository/models/{name}/unload: forget a loaded version that is not active."""
-    return await _switch(request, "unload")
+    """POST /v2/repository/models/{name}/unload: forget an inactive version, or with no version the whole model.
+
+    The protocol's unload (what a standard client sends: no version) unloads the model, which then answers
+    404 until a load; naming a version keeps the model serving and forgets only that inactive version.
+    """
+    check_admin(request)
+    body = await read_json(request)
+    if "version" in body:
+        return await _switch(request, "unload", body)
+    registry, name = request.app[STATE].registry, request.match_info["name"]
+    registry.unload_model(name)
+    return web.json_response(protocol.repository_state(registry, name, ""))
 
 
-async def _switch(request: web.Request, action: str) -> web.Response:
+async def _switch(request: web.Request, action: str, body: dict | None = None) -> web.Response:
     """Apply activate or unload to the version named in the body."""
     check_admin(request)
     registry = request.app[STATE].registry
-    body = await read_json(request)
+    body = await read_json(request) if body is None else body
     version = body.get("version")
     if not isinstance(version, str):
         raise BadRequest("the body needs a 'version' string")
@@ -237,16 +310,27 @@ def create_app(settings: ServerSettings) -> web.Application:
     app[STATE] = ServerState(settings, ModelRegistry(), images, executor, batcher)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
-    app.router.add_get("/v2/health/live", live)
-    app.router.add_get("/v2/health/ready", ready)
-    app.router.add_get("/v2/stats", stats)
-    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        app.router.add_get(prefix, model_metadata)
-        app.router.add_post(prefix + "/infer", infer)
-    app.router.add_post("/v2/repository/models/{name}/load", load_version)
-    app.router.add_post("/v2/repository/models/{name}/activate", activate_version)
-    app.router.add_post("/v2/repository/models/{name}/unload", unload_version)
+    add_routes(app.router)
     return app
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    """Route the protocol's endpoints and the extensions' (paths are matched in the order added)."""
+    router.add_get("/v2", server_metadata)
+    router.add_get("/v2/health/live", live)
+    router.add_get("/v2/health/ready", ready)
+    router.add_get("/v2/stats", stats)
+    router.add_get("/v2/models/stats", model_stats)  # before /v2/models/{name}: "stats" is no model name
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        router.add_get(prefix, model_metadata)
+        router.add_get(prefix + "/ready", model_ready)
+        router.add_get(prefix + "/config", model_config)
+        router.add_get(prefix + "/stats", model_stats)
+        router.add_post(prefix + "/infer", infer)
+    router.add_post("/v2/repository/index", repository_index)
+    router.add_post("/v2/repository/models/{name}/load", load_version)
+    router.add_post("/v2/repository/models/{name}/activate", activate_version)
+    router.add_post("/v2/repository/models/{name}/unload", unload_version)
 
 
 async def _start(app: web.Application) -> None:
@@ -285,7 +369,22 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
         parser.error("--checkpoint (or MODEL_SERVER_CHECKPOINT) is required")
     if min(args.max_batch_size, args.workers, args.max_queue, args.max_items, args.max_bubbles) < 1:
         parser.error("--max-batch-size, --workers, --max-queue, --max-items and --max-bubbles must be at least 1")
+    if not args.admin_token and not is_loopback(args.host):
+        # Anyone who reaches the port could load checkpoints (pickles, weights-only or not) and swap the partner.
+        parser.error(
+            f"--host {args.host} is reachable from other machines: set --admin-token (MODEL_SERVER_ADMIN_TOKEN)"
+        )
     return ServerSettings(**vars(args))
+
+
+def is_loopback(host: str) -> bool:
+    """Say whether a listen address is reachable from this machine only ("" and 0.0.0.0 mean every interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to anything
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:

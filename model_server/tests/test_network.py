@@ -8,8 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from model_server.config import GALAConfig, preset
-from model_server.network import build, gala_resnet50, gala_small, load_checkpoint, resnet50, save_checkpoint
+from model_server.config import PRESETS, GALAConfig, preset
+from model_server.network import (
+    attention_shapes,
+    build,
+    gala_resnet50,
+    gala_small,
+    load_checkpoint,
+    resnet50,
+    save_checkpoint,
+)
 from model_server.params import count
 
 
@@ -113,3 +121,11 @@ def test_invalid_configs_are_rejected() -> None:
         GALAConfig(gala_layers=(5,))
     with pytest.raises(ValueError, match="unknown arch"):
         preset("vgg16")
+
+
+@pytest.mark.parametrize("arch", sorted(PRESETS))
+def test_attention_shapes_are_those_of_the_maps_the_network_returns(arch: str) -> None:
+    config = preset(arch, widths=(4, 8, 8, 16), stem_width=8)
+    with torch.inference_mode():
+        _, maps = build(config).eval().forward_with_attention(torch.zeros(1, 3, 224, 224))
+    assert attention_shapes(config) == [tuple(gate.shape[-2:]) for gate in maps]

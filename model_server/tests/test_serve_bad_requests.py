@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -139,3 +141,45 @@ def test_inline_pixels_must_be_bytes(value: object, message: str) -> None:
     pixels = [0] * (256 * 256 * 3 - 1) + [value]
     with pytest.raises(BadRequest, match=message):
         canvases(pixels, 1)
+
+
+def binary_request(header_length: str | None, sizes: dict[str, int], data: bytes) -> tuple[bytes, dict[str, str]]:
+    """Return a body with the good request as JSON header, the given binary_data_size per input, then data."""
+    body = copy.deepcopy(GOOD)
+    for tensor in body["inputs"]:
+        if tensor["name"] in sizes:
+            tensor.pop("data")
+            tensor["parameters"] = {"binary_data_size": sizes[tensor["name"]]}
+    text = json.dumps(body).encode()
+    length = str(len(text)) if header_length == "right" else header_length
+    headers = {"Inference-Header-Content-Length": length} if length is not None else {}
+    return text + data, headers
+
+
+SEED = struct.pack("<q", 1)
+BINARY_CASES = {
+    "binary data without the header": (binary_request(None, {"noise_seed": 8}, SEED), "needs the Inference-Header"),
+    "header not a number": (binary_request("many", {"noise_seed": 8}, SEED), "must be a byte count"),
+    "header past the body": (binary_request("99999", {"noise_seed": 8}, SEED), "but the body has"),
+    "sizes past the data": (binary_request("right", {"noise_seed": 16}, SEED), "runs past"),
+    "data the inputs do not declare": (binary_request("right", {"noise_seed": 8}, SEED + SEED), "inputs declare 8"),
+    "wrong byte count for the shape": (binary_request("right", {"noise_seed": 4}, SEED[:4]), "needs 8 bytes"),
+    "a BYTES length cut short": (binary_request("right", {"image_key": 2}, b"\x05\x00"), "cut short"),
+    "a BYTES element past the data": (binary_request("right", {"image_key": 5}, b"\x09\x00\x00\x00a"), "runs past"),
+}
+
+
+@pytest.mark.parametrize(("request_", "message"), BINARY_CASES.values(), ids=BINARY_CASES.keys())
+def test_bad_binary_tensor_data_gets_400_naming_the_problem(
+    server: RunningServer, request_: tuple[bytes, dict[str, str]], message: str
+) -> None:
+    content, headers = request_
+    response = httpx.post(server.url + "/v2/models/partner/infer", content=content, headers=headers)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+def test_data_that_mixes_nested_lists_and_values_gets_400(server: RunningServer) -> None:
+    response = httpx.post(server.url + "/v2/models/partner/infer", json=bubbles([1, 2, 2], [[1, 2], 3, 4]))
+    assert response.status_code == 400
+    assert "mixes nested lists and values" in response.json()["error"]
