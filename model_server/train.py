@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from model_server.config import GALAConfig, preset
 from model_server.data import DemoDataset, ImageFolder, sample_bubbles
-from model_server.losses import attention_loss, classification_loss
-from model_server.network import GALANet, build, save_checkpoint
+from model_server.losses import attention_loss, blur_maps, classification_loss
+from model_server.network import GALANet, attention_parameter_names, build, load_backbone, save_checkpoint
 from model_server.reveal import BUBBLE_SIZE, NOISE_STD, bubble_masks, reveal_batch
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,19 @@ class TrainConfig:
     max_bubbles: int = 100
     eval_bubbles: tuple[int, ...] = (0, 10, 20, 30, 50, 80)
     cotrain: bool = False
+    # The click-map loss (losses.attention_loss): "mean" over images with a map (ours) or "lab"
+    # (the released code: the sum over the batch times 1e-5, times map_weight); the maps' blur
+    # (the released 49 px, sigma 28 Gaussian), how they are resized to each layer, and normalised.
+    map_reduction: str = "mean"
+    map_norm: str = "sqrt_sum"
+    map_resize: str = "area"
+    map_blur: bool = False
+    decay_attention: bool = True  # weight decay on attention parameters; the released code has none
+    init: str = ""  # a checkpoint of ours to fine-tune (its weights; the architecture comes from --arch)
+    init_resnet: str = ""  # a torchvision-format ResNet-50 state dict; the gates start as identity
+    eval_every: int = 0  # steps between held-out evaluations during training (0: only at the end)
+    save_every: int = 0  # steps between resumable snapshots at <out>.resume.pt (0: none)
+    resume: bool = False  # continue from <out>.resume.pt: weights, optimiser, schedule, step, RNG
     threads: int = 2
     device: str = "cpu"
     version: str = ""  # defaults to "<arch>-<UTC time>"
@@ -195,6 +208,53 @@ def evaluate(model: GALANet, dataset: Dataset, train: TrainConfig) -> dict[str, 
     }
 
 
+def resume_path(train: TrainConfig) -> Path:
+    """Return where resumable snapshots of this run go: ``<out>.resume.pt``."""
+    out = Path(train.out)
+    return out.with_name(out.name + ".resume.pt")
+
+
+def initialise(model: GALANet, train: TrainConfig) -> None:
+    """Load ``--init`` (a checkpoint of ours) or ``--init-resnet`` (torchvision's format) into model."""
+    if train.init and train.init_resnet:
+        raise ValueError("give --init or --init-resnet, not both")
+    if train.init:
+        state = torch.load(train.init, map_location="cpu", weights_only=True)["model"]
+        fresh = load_backbone(model, state, source=train.init)
+        logger.info("fine-tuning %s (%d tensors left at their initialisation)", train.init, len(fresh))
+    elif train.init_resnet:
+        state = torch.load(train.init_resnet, map_location="cpu", weights_only=True)
+        fresh = load_backbone(model, state.get("state_dict", state), source=train.init_resnet)
+        logger.info("starting from ResNet weights %s (%d tensors fresh)", train.init_resnet, len(fresh))
+
+
+def make_optimizer(model: GALANet, train: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over all parameters; attention parameters without decay when ``--no-decay-attention``."""
+    attention = attention_parameter_names(model) if not train.decay_attention else set()
+    decayed = [p for name, p in model.named_parameters() if name not in attention]
+    groups = [{"params": decayed, "weight_decay": train.weight_decay}]
+    if attention:
+        groups.append({"params": [p for n, p in model.named_parameters() if n in attention], "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
+
+
+def epoch_loader(training: Dataset, train: TrainConfig, epoch: int) -> DataLoader:
+    """The epoch's shuffled batches, from a generator seeded by (seed, epoch) so a resume replays them."""
+    order = torch.Generator().manual_seed(train.seed * 100_003 + epoch)
+    return DataLoader(training, batch_size=train.batch_size, shuffle=True, drop_last=True, generator=order)
+
+
+def map_loss_terms(
+    attention: list[torch.Tensor], maps: torch.Tensor, has_map: torch.Tensor, train: TrainConfig
+) -> torch.Tensor:
+    """The click-map loss of one batch with the run's options (reduction, blur, resize, normalisation)."""
+    if train.map_blur:
+        maps = blur_maps(maps)
+    return attention_loss(
+        attention, maps, has_map, train.map_norm, reduction=train.map_reduction, resize=train.map_resize
+    )
+
+
 def main(argv: list[str] | None = None) -> Path:
     """Train, evaluate and write a self-describing checkpoint; return its path."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -206,36 +266,71 @@ def main(argv: list[str] | None = None) -> Path:
 
     training, held_out, classes = load_data(train)
     config = preset(overrides.pop("arch"), num_classes=len(classes), **overrides)
+    model = build(config)
+    initialise(model, train)
     # Channels-last: oneDNN's convolutions run this network ~15 % faster per step on the CPU.
-    model = build(config).to(train.device, memory_format=torch.channels_last)
-    loader = DataLoader(training, batch_size=train.batch_size, shuffle=True, drop_last=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    steps = train.epochs * len(loader)
+    model = model.to(train.device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, train)
+    per_epoch = len(training) // train.batch_size
+    steps = train.epochs * per_epoch
     # A short warm-up: training sits at chance until the learning rate is high (measured: the
     # plateau ends about 100 steps after the peak), so the peak comes early.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, train.lr, total_steps=steps, pct_start=0.05)
+    step, history, evaluations = 0, [], []
+    if train.resume:
+        snapshot = torch.load(resume_path(train), map_location=train.device, weights_only=True)
+        model.load_state_dict(snapshot["model"])
+        optimizer.load_state_dict(snapshot["optimizer"])
+        scheduler.load_state_dict(snapshot["scheduler"])
+        generator.set_state(snapshot["generator"])
+        step, history, evaluations = snapshot["step"], snapshot["history"], snapshot["evaluations"]
+        logger.info("resuming %s at step %d", resume_path(train), step)
     logger.info("training %s on %d images for %d steps", config.arch, len(training), steps)
+    weight = config.map_weight
 
-    progress = tqdm(total=steps, desc="train", unit="step")
-    for epoch in range(train.epochs):
-        for images, labels, maps, has_map in loader:
+    progress = tqdm(total=steps, initial=step, desc="train", unit="step")
+    for epoch in range(step // per_epoch, train.epochs):
+        for index, (images, labels, maps, has_map) in enumerate(epoch_loader(training, train, epoch)):
+            if epoch * per_epoch + index < step:
+                continue  # replayed by a resume: already trained on
             # Reveals start once whole images have taught the shapes: from the start, even a small
             # share of them keeps the loss at chance for hundreds of steps (measured).
-            ramp = (progress.n / steps - train.reveal_after) / max(train.reveal_after, 1e-9)
+            ramp = (step / steps - train.reveal_after) / max(train.reveal_after, 1e-9)
             share = train.reveal_prob * min(max(ramp, 0.0), 1.0)
             images, maps = augment(images, maps, has_map, train, generator, share)
             images, labels = images.to(train.device), labels.to(train.device)
             logits, attention = model.forward_with_attention(images)
-            loss = classification_loss(logits, labels, train.label_smoothing)
+            class_loss = classification_loss(logits, labels, train.label_smoothing)
+            loss, terms = class_loss, {"step": step + 1, "loss_class": round(class_loss.item(), 5)}
             if train.cotrain:
-                map_loss = attention_loss(attention, maps.to(train.device), has_map.to(train.device))
-                loss = loss + config.map_weight * map_loss
+                map_loss = map_loss_terms(attention, maps.to(train.device), has_map.to(train.device), train)
+                loss = loss + weight * map_loss
+                terms["loss_map"] = round(map_loss.item(), 7)  # unweighted: weight * it entered the loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
+            step += 1
+            history.append(terms)
             progress.update()
-            progress.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+            progress.set_postfix(epoch=epoch, **{k: f"{v:.3g}" for k, v in terms.items() if k != "step"})
+            if train.eval_every and held_out is not None and step % train.eval_every == 0 and step < steps:
+                evaluations.append({"step": step, **evaluate(model, held_out, train)})
+                logger.info("step %d: %s", step, evaluations[-1])
+            if train.save_every and step % train.save_every == 0 and step < steps:
+                snapshot = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "step": step,
+                    "history": history,
+                    "evaluations": evaluations,
+                }
+                partial = resume_path(train).with_suffix(".partial")
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(snapshot, partial)
+                partial.replace(resume_path(train))
     progress.close()
 
     metrics = evaluate(model, held_out, train) if held_out is not None else {}
@@ -245,6 +340,8 @@ def main(argv: list[str] | None = None) -> Path:
     extra = {
         "metrics": metrics,
         "train": asdict(train),
+        "history": history,  # the loss terms of every step
+        "evaluations": evaluations,  # the periodic held-out evaluations (--eval-every)
         "train_seconds": round(elapsed, 1),
         # CPU time over all threads: on a shared machine, wall time says more about the neighbours.
         "train_cpu_seconds": round(cpu, 1),
