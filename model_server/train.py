@@ -8,6 +8,10 @@ A folder of class sub-folders (maps, if any, as ``<name>.mask.png`` next to each
 
     python -m model_server.train --data DIR --val-data DIR --arch gala_resnet50 --out OUT.pt
 
+A ClickMe export (maps.h5 or maps.npz), co-training on its human maps:
+
+    python -m model_server.train --maps EXPORT_DIR --images IMAGE_DIR --cotrain --out OUT.pt
+
 The partner plays on partially revealed images, so once whole images have taught the shapes, a
 growing share of every batch is shown partially revealed: clean pixels under bubbles painted
 along the map (the object mask of a demo image), and outside them the game's noise, drawn over
@@ -32,6 +36,7 @@ from tqdm import tqdm
 
 from model_server.config import GALAConfig, preset
 from model_server.data import DemoDataset, ImageFolder, sample_bubbles
+from model_server.export_data import ExportDataset
 from model_server.losses import attention_loss, blur_maps, classification_loss
 from model_server.network import GALANet, attention_parameter_names, build, load_backbone, save_checkpoint
 from model_server.reveal import BUBBLE_SIZE, NOISE_STD, bubble_masks, reveal_batch
@@ -47,6 +52,9 @@ class TrainConfig:
     demo: bool = False  # draw the demo set in memory instead of reading --data
     data: str = ""  # folder of class sub-folders
     val_data: str = ""
+    maps: str = ""  # a ClickMe export folder (maps.h5 or maps.npz): export_data.ExportDataset
+    images: str = ""  # the export's image files (unless the export carries its crops)
+    val_fraction: float = 0.2  # of an export's images, held out by a seeded hash of their names
     n_per_class: int = 120  # demo training images per class
     val_per_class: int = 20  # demo held-out images per class
     background_cue: bool = False  # demo training images only; held-out images never have it
@@ -103,8 +111,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, dict[str, An
     args = vars(parser.parse_args(argv))
     train_names = {f.name for f in fields(TrainConfig)}
     train = TrainConfig(**{k: v for k, v in args.items() if k in train_names})
-    if not train.demo and not train.data:
-        parser.error("give --data DIR or --demo")
+    if not train.demo and not train.data and not train.maps:
+        parser.error("give --data DIR, --maps EXPORT_DIR or --demo")
     overrides = {k: v for k, v in args.items() if k not in train_names and v is not None}
     return train, overrides
 
@@ -116,6 +124,13 @@ def load_data(train: TrainConfig) -> tuple[Dataset, Dataset | None, list[str]]:
         training = DemoDataset(n_per_class=train.n_per_class, seed=train.seed, background_cue=train.background_cue)
         held_out = DemoDataset(n_per_class=train.val_per_class, seed=train.seed, split="test")
         return training, held_out, training.classes
+    if train.maps:
+        images = Path(train.images) if train.images else None
+        options = {"images": images, "val_fraction": train.val_fraction, "seed": train.seed}
+        training = ExportDataset(Path(train.maps), split="train", **options)
+        held_out = ExportDataset(Path(train.maps), split="val", classes=training.classes, **options)
+        logger.info("export %s: %d training and %d held-out images", train.maps, len(training), len(held_out))
+        return training, held_out if len(held_out) else None, training.classes
     training = ImageFolder(Path(train.data))
     held_out = ImageFolder(Path(train.val_data), classes=training.classes) if train.val_data else None
     return training, held_out, training.classes
