@@ -91,6 +91,7 @@ def test_train_maps_co_trains_on_an_export(tmp_path: Path, image_set: list[Path]
     argv += ["--batch-size", "4", "--threads", "1", "--eval-bubbles", "10", "--widths", "4", "8", "8", "8"]
     train.main([*argv, "--val-fraction", "0.3", "--out", str(out)])
     model, checkpoint = load_checkpoint(out)
+    assert model.config.num_classes == len(CLASSES)
     assert checkpoint["classes"] == sorted(CLASSES)
     assert checkpoint["metrics"]["eval_images"] > 0
     assert all("loss_map" in row for row in checkpoint["history"])
