@@ -78,3 +78,48 @@ def attention_loss(
         total = (per_image * weights).sum()
         per_layer.append(total / weights.sum() if reduction == "mean" else LAB_SCALE * total)
     return torch.stack(per_layer).mean()
+
+
+def standardise(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Z-score each map (B, 1, H, W) over its pixels."""
+    flat = maps.flatten(1)
+    mean, std = flat.mean(1), flat.std(1)
+    return (maps - mean.view(-1, 1, 1, 1)) / (std.view(-1, 1, 1, 1) + eps)
+
+
+def pyramid(maps: torch.Tensor, levels: int = 5) -> list[torch.Tensor]:
+    """Return maps (B, 1, H, W) at ``levels`` scales, halving by 2x2 averages from full size."""
+    scales = [maps]
+    for _ in range(levels - 1):
+        scales.append(F.avg_pool2d(scales[-1], 2))
+    return scales
+
+
+def gradient_saliency(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """|d logit_true / d image|, max over colour channels (B, 1, H, W), kept in the graph for training.
+
+    ``images`` must have required grad before the forward pass that gave ``logits``.
+    """
+    chosen = logits.gather(1, labels[:, None]).sum()
+    (grad,) = torch.autograd.grad(chosen, images, create_graph=True)
+    return grad.abs().amax(1, keepdim=True)
+
+
+def harmonization_loss(
+    saliency: torch.Tensor, click_maps: torch.Tensor, has_map: torch.Tensor, levels: int = 5
+) -> torch.Tensor:
+    """The Harmonization loss (Fel et al. 2022): pyramid MSE of standardised saliency and human maps.
+
+    Both maps (B, 1, H, W) are standardised, then compared at ``levels`` scales; the mean over
+    scales of the mean squared error over the images that have a map.
+    """
+    weights = has_map.to(click_maps.dtype)
+    if weights.sum() == 0:
+        return click_maps.new_zeros(())
+    if click_maps.shape[-2:] != saliency.shape[-2:]:
+        click_maps = F.interpolate(click_maps, size=saliency.shape[-2:], mode="area")
+    per_level = []
+    for ours, theirs in zip(pyramid(saliency, levels), pyramid(click_maps, levels), strict=True):
+        error = (standardise(ours) - standardise(theirs)).pow(2).flatten(1).mean(1)  # (B,)
+        per_level.append((error * weights).sum() / weights.sum())
+    return torch.stack(per_level).mean()

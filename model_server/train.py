@@ -37,7 +37,13 @@ from tqdm import tqdm
 from model_server.config import GALAConfig, preset
 from model_server.data import DemoDataset, ImageFolder, sample_bubbles
 from model_server.export_data import ExportDataset
-from model_server.losses import attention_loss, blur_maps, classification_loss
+from model_server.losses import (
+    attention_loss,
+    blur_maps,
+    classification_loss,
+    gradient_saliency,
+    harmonization_loss,
+)
 from model_server.network import GALANet, attention_parameter_names, build, load_backbone, save_checkpoint
 from model_server.reveal import BUBBLE_SIZE, NOISE_STD, bubble_masks, reveal_batch
 
@@ -74,6 +80,7 @@ class TrainConfig:
     # The click-map loss (losses.attention_loss): "mean" over images with a map (ours) or "lab"
     # (the released code: the sum over the batch times 1e-5, times map_weight); the maps' blur
     # (the released 49 px, sigma 28 Gaussian), how they are resized to each layer, and normalised.
+    map_loss: str = "gala"  # "gala": the GALA attention vs the map; "harmonization": gradient saliency vs it
     map_reduction: str = "mean"
     map_norm: str = "sqrt_sum"
     map_resize: str = "area"
@@ -300,6 +307,8 @@ def main(argv: list[str] | None = None) -> Path:
         generator.set_state(snapshot["generator"])
         step, history, evaluations = snapshot["step"], snapshot["history"], snapshot["evaluations"]
         logger.info("resuming %s at step %d", resume_path(train), step)
+    if train.map_loss not in ("gala", "harmonization"):
+        raise ValueError(f"map_loss must be gala or harmonization, not {train.map_loss!r}")
     logger.info("training %s on %d images for %d steps", config.arch, len(training), steps)
     weight = config.map_weight
 
@@ -314,10 +323,17 @@ def main(argv: list[str] | None = None) -> Path:
             share = train.reveal_prob * min(max(ramp, 0.0), 1.0)
             images, maps = augment(images, maps, has_map, train, generator, share)
             images, labels = images.to(train.device), labels.to(train.device)
+            harmonize = train.cotrain and train.map_loss == "harmonization"
+            images.requires_grad_(harmonize)  # the saliency is a gradient with respect to the pixels
             logits, attention = model.forward_with_attention(images)
             class_loss = classification_loss(logits, labels, train.label_smoothing)
             loss, terms = class_loss, {"step": step + 1, "loss_class": round(class_loss.item(), 5)}
-            if train.cotrain:
+            if harmonize:
+                saliency = gradient_saliency(logits, images, labels)
+                map_loss = harmonization_loss(saliency, maps.to(train.device), has_map.to(train.device))
+                loss = loss + weight * map_loss
+                terms["loss_map"] = round(map_loss.item(), 7)
+            elif train.cotrain:
                 map_loss = map_loss_terms(attention, maps.to(train.device), has_map.to(train.device), train)
                 loss = loss + weight * map_loss
                 terms["loss_map"] = round(map_loss.item(), 7)  # unweighted: weight * it entered the loss

@@ -9,7 +9,7 @@ import torch
 
 from model_server import train
 from model_server.config import preset
-from model_server.losses import LAB_SCALE, attention_loss, blur_maps
+from model_server.losses import LAB_SCALE, attention_loss, blur_maps, gradient_saliency, harmonization_loss
 from model_server.network import build, gala_resnet50, load_checkpoint, resnet50
 from model_server.tests.test_network import randomise_batch_norms
 
@@ -135,3 +135,28 @@ def test_no_decay_attention_puts_the_gates_in_a_group_without_weight_decay() -> 
     assert decays == [0.1, 0.0]
     gates = {id(p) for p in optimizer.param_groups[1]["params"]}
     assert gates == {id(p) for n, p in model.named_parameters() if ".gala." in n}
+
+
+def test_harmonization_loss_is_zero_for_a_saliency_that_matches_the_map_up_to_scale() -> None:
+    clicks = torch.rand(2, 1, 64, 64)
+    has_map = torch.tensor([True, True])
+    assert harmonization_loss(3 * clicks + 1, clicks, has_map) < 1e-6
+    assert harmonization_loss(torch.rand(2, 1, 64, 64), clicks, has_map) > 0.5
+    assert harmonization_loss(torch.rand(2, 1, 64, 64), clicks, torch.tensor([False, False])) == 0
+
+
+def test_harmonization_gradients_reach_the_weights_through_the_saliency() -> None:
+    model = build(preset("gala_small", widths=(4, 8, 8, 8), stem_width=8))
+    images = torch.rand(2, 3, 64, 64, requires_grad=True)
+    labels = torch.tensor([0, 1])
+    saliency = gradient_saliency(model(images), images, labels)
+    assert saliency.shape == (2, 1, 64, 64)
+    harmonization_loss(saliency, torch.rand(2, 1, 64, 64), torch.tensor([True, True])).backward()
+    assert model.conv1.weight.grad is not None and model.conv1.weight.grad.abs().sum() > 0
+
+
+def test_a_harmonization_run_logs_its_map_loss(tmp_path: Path) -> None:
+    argv = [*TINY, *SMALL, "--epochs", "1", "--cotrain", "--map-loss", "harmonization"]
+    out = train.main([*argv, "--out", str(tmp_path / "h.pt")])
+    history = torch.load(out, weights_only=True)["history"]
+    assert all(row["loss_map"] > 0 for row in history)
