@@ -90,7 +90,7 @@ class TrainConfig:
     init_resnet: str = ""  # a torchvision-format ResNet-50 state dict; the gates start as identity
     eval_every: int = 0  # steps between held-out evaluations during training (0: only at the end)
     save_every: int = 0  # steps between resumable snapshots at <out>.resume.pt (0: none)
-    resume: bool = False  # continue from <out>.resume.pt: weights, optimiser, schedule, step, RNG
+    resume: bool = False  # continue from <out>.resume.pt: weights, optimiser, schedule, step, RNGs
     threads: int = 2
     device: str = "cpu"
     version: str = ""  # defaults to "<arch>-<UTC time>"
@@ -260,12 +260,6 @@ def make_optimizer(model: GALANet, train: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
 
 
-def epoch_loader(training: Dataset, train: TrainConfig, epoch: int) -> DataLoader:
-    """The epoch's shuffled batches, from a generator seeded by (seed, epoch) so a resume replays them."""
-    order = torch.Generator().manual_seed(train.seed * 100_003 + epoch)
-    return DataLoader(training, batch_size=train.batch_size, shuffle=True, drop_last=True, generator=order)
-
-
 def map_loss_terms(
     attention: list[torch.Tensor], maps: torch.Tensor, has_map: torch.Tensor, train: TrainConfig
 ) -> torch.Tensor:
@@ -300,7 +294,7 @@ def main(argv: list[str] | None = None) -> Path:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, train.lr, total_steps=steps, pct_start=0.05)
     step, history, evaluations = 0, [], []
     if train.resume:
-        snapshot = torch.load(resume_path(train), map_location=train.device, weights_only=True)
+        snapshot = torch.load(resume_path(train), map_location="cpu", weights_only=True)
         model.load_state_dict(snapshot["model"])
         optimizer.load_state_dict(snapshot["optimizer"])
         scheduler.load_state_dict(snapshot["scheduler"])
@@ -313,8 +307,19 @@ def main(argv: list[str] | None = None) -> Path:
     weight = config.map_weight
 
     progress = tqdm(total=steps, initial=step, desc="train", unit="step")
+    # Shuffling draws from the global RNG, as before resumable runs existed (so a run with the
+    # same flags trains exactly as it did). A snapshot keeps that RNG's state at the start of its
+    # epoch, to replay the epoch's order, and at the snapshot, to continue from there.
+    loader = DataLoader(training, batch_size=train.batch_size, shuffle=True, drop_last=True)
+    resumed_epoch = step // per_epoch if train.resume else -1
     for epoch in range(step // per_epoch, train.epochs):
-        for index, (images, labels, maps, has_map) in enumerate(epoch_loader(training, train, epoch)):
+        if epoch == resumed_epoch:
+            torch.set_rng_state(snapshot["epoch_rng"])
+        epoch_rng = torch.get_rng_state()
+        # The epoch's order is drawn from the global RNG by the time the first batch is out.
+        for index, (images, labels, maps, has_map) in enumerate(loader):
+            if epoch == resumed_epoch and index == 0:
+                torch.set_rng_state(snapshot["rng"])
             if epoch * per_epoch + index < step:
                 continue  # replayed by a resume: already trained on
             # Reveals start once whole images have taught the shapes: from the start, even a small
@@ -349,18 +354,20 @@ def main(argv: list[str] | None = None) -> Path:
                 evaluations.append({"step": step, **evaluate(model, held_out, train)})
                 logger.info("step %d: %s", step, evaluations[-1])
             if train.save_every and step % train.save_every == 0 and step < steps:
-                snapshot = {
+                state = {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "generator": generator.get_state(),
+                    "epoch_rng": epoch_rng,
+                    "rng": torch.get_rng_state(),
                     "step": step,
                     "history": history,
                     "evaluations": evaluations,
                 }
                 partial = resume_path(train).with_suffix(".partial")
                 partial.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(snapshot, partial)
+                torch.save(state, partial)
                 partial.replace(resume_path(train))
     progress.close()
 

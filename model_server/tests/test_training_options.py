@@ -87,7 +87,7 @@ def test_periodic_evaluation_is_stored_with_its_step(tmp_path: Path) -> None:
 
 def test_a_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path: Path) -> None:
     out = tmp_path / "run.pt"
-    argv = [*TINY, *SMALL, "--epochs", "3", "--cotrain", "--save-every", "3", "--out", str(out)]
+    argv = [*TINY, *SMALL, "--epochs", "3", "--cotrain", "--save-every", "3", "--eval-every", "2", "--out", str(out)]
     expected, _ = load_checkpoint(train.main(argv))  # 6 steps, a snapshot after step 3
     snapshot = torch.load(train.resume_path(train.parse_args(argv)[0]), weights_only=True)
     assert snapshot["step"] == 3
