@@ -7,6 +7,8 @@ from typing import Any
 
 NONLINEARITIES = ("sigmoid", "tanh")
 COMBINATIONS = ("additive", "multiplicative", "both")
+ATTENTIONS = ("gala", "se", "cbam", "none")  # attention.create_attention's kinds
+PLACEMENTS = ("output", "input")
 
 
 @dataclass(frozen=True)
@@ -19,14 +21,21 @@ class GALAConfig:
     widths: tuple[int, ...] = (64, 128, 256, 512)  # bottleneck width per stage; output is 4x
     stem_width: int = 64
     stem_stride: int = 2  # of conv1; 4 with the max-pool makes the stem /8 instead of /4
-    # Stages whose every bottleneck gets a GALA module. The paper's placement is conv4_x, which is
-    # torchvision's layer3; an empty tuple gives the plain ResNet.
+    # Stages whose every bottleneck gets the attention module (GALA unless ``attention`` says
+    # otherwise). The paper's placement is conv4_x, which is torchvision's layer3; an empty tuple
+    # (or attention "none") gives the plain ResNet.
     gala_layers: tuple[int, ...] = (3,)
     reduction: int = 4  # r in C -> C/r (both branches); the paper uses 4 with conv4_x
     nonlinearity: str = "sigmoid"  # the released code's; the paper writes tanh
     extra_conv: bool = True  # the released code's 5x5 conv in the middle of the local branch
     combination: str = "both"  # which of a*(G+S) and m*(G*S) enter the gate
     image_size: int = 224
+    # Which module the configured stages carry (attention.create_attention), and where: "output"
+    # gates the residual branch before the sum (ours, as SE-ResNet does), "input" gates the block's
+    # input, which both branches then read (the released gala_tpu ResNet-50). Checkpoints written
+    # before these fields existed load with the defaults, which are what they were trained with.
+    attention: str = "gala"
+    placement: str = "output"
     map_weight: float = 1.0  # lambda of the click-map loss when co-training (SPEC section 7)
 
     def __post_init__(self) -> None:
@@ -41,11 +50,19 @@ class GALAConfig:
             raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}")
         if self.combination not in COMBINATIONS:
             raise ValueError(f"combination must be one of {COMBINATIONS}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     "gala_resnet50": {},
     "resnet50": {"gala_layers": ()},
+    # The released code's placement: GALA on the input of every bottleneck of layer3.
+    "gala_resnet50_input": {"placement": "input"},
+    "se_resnet50": {"attention": "se", "gala_layers": (1, 2, 3, 4), "reduction": 16},
+    "cbam_resnet50": {"attention": "cbam", "gala_layers": (1, 2, 3, 4), "reduction": 16},
     # CPU-friendly partner for the demo set (0.6 M parameters, 1/4 of ResNet-50's widths). A
     # stride-4 conv1 makes the stem /8, so layer2 runs at 14x14, the resolution of the paper's
     # conv4_x in this layout. GALA at 28x28 (layer1) as well cost 25 % more time per step, and

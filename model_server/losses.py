@@ -9,6 +9,12 @@ import torch
 import torch.nn.functional as F
 
 NORMALISATIONS = ("sqrt_sum", "l2")
+REDUCTIONS = ("mean", "lab")
+RESIZES = ("area", "bilinear")
+# The released loss sums over the batch and weighs the sum by 1e-5; "lab" multiplies map_weight by it.
+LAB_SCALE = 1e-5
+# The released code blurs ClickMe maps with a 49 px Gaussian of sigma 28 before resizing them.
+LAB_BLUR_SIZE, LAB_BLUR_SIGMA = 49, 28.0
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -25,26 +31,95 @@ def normalise_map(maps: torch.Tensor, how: str = "sqrt_sum", eps: float = 1e-8) 
     return maps / scale.clamp_min(eps).view(-1, 1, 1, 1)
 
 
+def blur_maps(maps: torch.Tensor, size: int = LAB_BLUR_SIZE, sigma: float = LAB_BLUR_SIGMA) -> torch.Tensor:
+    """Blur maps (B, 1, H, W) with a separable Gaussian (size px, sigma), edges replicated."""
+    offsets = torch.arange(size, dtype=maps.dtype, device=maps.device) - (size - 1) / 2
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    pad = size // 2
+    maps = F.conv2d(F.pad(maps, (pad, pad, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(maps, (0, 0, pad, pad), mode="replicate"), kernel.view(1, 1, -1, 1))
+
+
 def attention_loss(
     maps: list[torch.Tensor],
     click_maps: torch.Tensor,
     has_map: torch.Tensor,
     how: str = "sqrt_sum",
+    *,
+    reduction: str = "mean",
+    resize: str = "area",
 ) -> torch.Tensor:
-    """Mean over GALA layers of 1/2 ||n(M_l) - n(A_l)||^2, averaged over images that have a map.
+    """Mean over GALA layers of 1/2 ||n(M_l) - n(A_l)||^2, reduced over the images that have a map.
 
     Args:
         maps: per GALA layer, mean_c(A^2) of shape (B, 1, h_l, w_l).
-        click_maps: ClickMe maps (B, 1, H, W), non-negative; resized to each layer by area.
+        click_maps: ClickMe maps (B, 1, H, W), non-negative; resized to each layer by ``resize``
+            (``area``, ours, or ``bilinear``, the released code's).
         has_map: (B,) bool; images without a click map add nothing.
+        reduction: ``mean`` over images with a map (ours), or ``lab``: the sum over them times
+            ``LAB_SCALE``, as the released loss (tf's l2_loss summed over the batch, weighted 1e-5).
     """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, not {reduction!r}")
+    if resize not in RESIZES:
+        raise ValueError(f"resize must be one of {RESIZES}, not {resize!r}")
     weights = has_map.to(click_maps.dtype)  # (B,)
     if not maps or weights.sum() == 0:
         return click_maps.new_zeros(())
     per_layer = []
     for attention in maps:
-        target = F.interpolate(click_maps, size=attention.shape[-2:], mode="area")
+        if resize == "area":
+            target = F.interpolate(click_maps, size=attention.shape[-2:], mode="area")
+        else:
+            target = F.interpolate(click_maps, size=attention.shape[-2:], mode="bilinear", align_corners=False)
         diff = normalise_map(target, how) - normalise_map(attention, how)  # (B, 1, h, w)
         per_image = 0.5 * diff.pow(2).flatten(1).sum(1)  # (B,)
-        per_layer.append((per_image * weights).sum() / weights.sum())
+        total = (per_image * weights).sum()
+        per_layer.append(total / weights.sum() if reduction == "mean" else LAB_SCALE * total)
     return torch.stack(per_layer).mean()
+
+
+def standardise(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Z-score each map (B, 1, H, W) over its pixels."""
+    flat = maps.flatten(1)
+    mean, std = flat.mean(1), flat.std(1)
+    return (maps - mean.view(-1, 1, 1, 1)) / (std.view(-1, 1, 1, 1) + eps)
+
+
+def pyramid(maps: torch.Tensor, levels: int = 5) -> list[torch.Tensor]:
+    """Return maps (B, 1, H, W) at ``levels`` scales, halving by 2x2 averages from full size."""
+    scales = [maps]
+    for _ in range(levels - 1):
+        scales.append(F.avg_pool2d(scales[-1], 2))
+    return scales
+
+
+def gradient_saliency(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """|d logit_true / d image|, max over colour channels (B, 1, H, W), kept in the graph for training.
+
+    ``images`` must have required grad before the forward pass that gave ``logits``.
+    """
+    chosen = logits.gather(1, labels[:, None]).sum()
+    (grad,) = torch.autograd.grad(chosen, images, create_graph=True)
+    return grad.abs().amax(1, keepdim=True)
+
+
+def harmonization_loss(
+    saliency: torch.Tensor, click_maps: torch.Tensor, has_map: torch.Tensor, levels: int = 5
+) -> torch.Tensor:
+    """The Harmonization loss (Fel et al. 2022): pyramid MSE of standardised saliency and human maps.
+
+    Both maps (B, 1, H, W) are standardised, then compared at ``levels`` scales; the mean over
+    scales of the mean squared error over the images that have a map.
+    """
+    weights = has_map.to(click_maps.dtype)
+    if weights.sum() == 0:
+        return click_maps.new_zeros(())
+    if click_maps.shape[-2:] != saliency.shape[-2:]:
+        click_maps = F.interpolate(click_maps, size=saliency.shape[-2:], mode="area")
+    per_level = []
+    for ours, theirs in zip(pyramid(saliency, levels), pyramid(click_maps, levels), strict=True):
+        error = (standardise(ours) - standardise(theirs)).pow(2).flatten(1).mean(1)  # (B,)
+        per_level.append((error * weights).sum() / weights.sum())
+    return torch.stack(per_level).mean()

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from model_server.attention import create_attention
 from model_server.config import GALAConfig, preset
-from model_server.gala import GALA, attention_map
+from model_server.gala import attention_map
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 
 class Bottleneck(nn.Module):
-    """ResNet v1.5 bottleneck (1x1, strided 3x3, 1x1) with an optional GALA before the residual sum."""
+    """ResNet v1.5 bottleneck (1x1, strided 3x3, 1x1) with an optional attention module (GALA, SE, CBAM)."""
 
     expansion = 4
 
@@ -58,26 +59,37 @@ class Bottleneck(nn.Module):
         self.downsample = None
         if stride != 1 or inplanes != width:
             self.downsample = nn.Sequential(conv1x1(inplanes, width, stride), nn.BatchNorm2d(width))
-        # Like SE in SE-ResNet, the gate acts on the residual branch before the identity is added.
-        self.gala = None
+        # "output": like SE in SE-ResNet, the gate acts on the residual branch before the identity is
+        # added. "input": it gates the block's input, which the residual branch and the shortcut
+        # then both read (the released gala_tpu code). Either way a fresh GALA is the identity.
+        # The attribute is ``gala`` for GALA (the key every existing checkpoint uses), else ``attn``.
+        self.placement = config.placement
+        module = None
         if gala:
-            self.gala = GALA(
-                width,
+            channels = inplanes if config.placement == "input" else width
+            module = create_attention(
+                config.attention,
+                channels,
                 reduction=config.reduction,
                 nonlinearity=config.nonlinearity,
                 extra_conv=config.extra_conv,
                 combination=config.combination,
             )
+        self.gala = module if config.attention == "gala" else None
+        self.attn = module if config.attention != "gala" else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return the block output and its GALA gate (None without GALA)."""
+        module = self.gala if self.gala is not None else self.attn
+        attention = None
+        if module is not None and self.placement == "input":
+            x, attention = module(x)
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        attention = None
-        if self.gala is not None:
-            out, attention = self.gala(out)
+        if module is not None and self.placement == "output":
+            out, attention = module(out)
         return self.relu(out + identity), attention
 
 
@@ -219,3 +231,32 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[GAL
     model.load_state_dict(checkpoint["model"])
     logger.info("loaded checkpoint %s (%s, version %s)", path, config.arch, checkpoint["version"])
     return model.eval(), checkpoint
+
+
+def attention_parameter_names(model: nn.Module) -> set[str]:
+    """Return the names of the attention modules' parameters (``.gala.`` or ``.attn.`` in the name)."""
+    return {name for name, _ in model.named_parameters() if ".gala." in name or ".attn." in name}
+
+
+def load_backbone(model: GALANet, state: dict[str, torch.Tensor], *, source: str = "weights") -> list[str]:
+    """Load a plain or GALA network's weights (torchvision's key format) into ``model``.
+
+    Attention parameters the state lacks keep their initialisation (the identity, for GALA), and a
+    classifier of another number of classes is skipped, so fine-tuning on new classes starts from
+    the features. Anything else missing or left over is an error: a silently half-loaded network
+    would train from noise. Return the names left at their initialisation.
+    """
+    own = model.state_dict()
+    state = dict(state)
+    for key in ("fc.weight", "fc.bias"):
+        if key in state and key in own and state[key].shape != own[key].shape:
+            logger.info(
+                "%s: %s has shape %s, not %s; keeping a fresh classifier", source, key, state[key].shape, own[key].shape
+            )
+            del state[key]
+    result = model.load_state_dict(state, strict=False)
+    attention = {key for key in own if ".gala." in key or ".attn." in key}
+    missing = [key for key in result.missing_keys if key not in attention and not key.startswith("fc.")]
+    if result.unexpected_keys or missing:
+        raise ValueError(f"{source}: unexpected keys {result.unexpected_keys[:5]}, missing keys {missing[:5]}")
+    return list(result.missing_keys)

@@ -184,7 +184,9 @@ def thread_buffer(
     buffers = getattr(_scratch, "buffers", None)
     if buffers is None:
         buffers = _scratch.buffers = {}
-    key = (name, shape[1:], dtype, str(device), channels_last)
+    # A buffer made under inference mode cannot be written outside it (training's evaluation
+    # renders reveals under inference mode, its training steps outside): one buffer for each.
+    key = (name, shape[1:], dtype, str(device), channels_last, torch.is_inference_mode_enabled())
     buffer = buffers.get(key)
     if buffer is None or buffer.shape[0] < shape[0]:
         buffer = torch.empty(shape, dtype=dtype, device=device)

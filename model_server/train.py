@@ -8,6 +8,10 @@ A folder of class sub-folders (maps, if any, as ``<name>.mask.png`` next to each
 
     python -m model_server.train --data DIR --val-data DIR --arch gala_resnet50 --out OUT.pt
 
+A ClickMe export (maps.h5 or maps.npz), co-training on its human maps:
+
+    python -m model_server.train --maps EXPORT_DIR --images IMAGE_DIR --cotrain --out OUT.pt
+
 The partner plays on partially revealed images, so once whole images have taught the shapes, a
 growing share of every batch is shown partially revealed: clean pixels under bubbles painted
 along the map (the object mask of a demo image), and outside them the game's noise, drawn over
@@ -32,8 +36,15 @@ from tqdm import tqdm
 
 from model_server.config import GALAConfig, preset
 from model_server.data import DemoDataset, ImageFolder, sample_bubbles
-from model_server.losses import attention_loss, classification_loss
-from model_server.network import GALANet, build, save_checkpoint
+from model_server.export_data import ExportDataset
+from model_server.losses import (
+    attention_loss,
+    blur_maps,
+    classification_loss,
+    gradient_saliency,
+    harmonization_loss,
+)
+from model_server.network import GALANet, attention_parameter_names, build, load_backbone, save_checkpoint
 from model_server.reveal import BUBBLE_SIZE, NOISE_STD, bubble_masks, reveal_batch
 
 logger = logging.getLogger(__name__)
@@ -47,6 +58,9 @@ class TrainConfig:
     demo: bool = False  # draw the demo set in memory instead of reading --data
     data: str = ""  # folder of class sub-folders
     val_data: str = ""
+    maps: str = ""  # a ClickMe export folder (maps.h5 or maps.npz): export_data.ExportDataset
+    images: str = ""  # the export's image files (unless the export carries its crops)
+    val_fraction: float = 0.2  # of an export's images, held out by a seeded hash of their names
     n_per_class: int = 120  # demo training images per class
     val_per_class: int = 20  # demo held-out images per class
     background_cue: bool = False  # demo training images only; held-out images never have it
@@ -63,6 +77,20 @@ class TrainConfig:
     max_bubbles: int = 100
     eval_bubbles: tuple[int, ...] = (0, 10, 20, 30, 50, 80)
     cotrain: bool = False
+    # The click-map loss (losses.attention_loss): "mean" over images with a map (ours) or "lab"
+    # (the released code: the sum over the batch times 1e-5, times map_weight); the maps' blur
+    # (the released 49 px, sigma 28 Gaussian), how they are resized to each layer, and normalised.
+    map_loss: str = "gala"  # "gala": the GALA attention vs the map; "harmonization": gradient saliency vs it
+    map_reduction: str = "mean"
+    map_norm: str = "sqrt_sum"
+    map_resize: str = "area"
+    map_blur: bool = False
+    decay_attention: bool = True  # weight decay on attention parameters; the released code has none
+    init: str = ""  # a checkpoint of ours to fine-tune (its weights; the architecture comes from --arch)
+    init_resnet: str = ""  # a torchvision-format ResNet-50 state dict; the gates start as identity
+    eval_every: int = 0  # steps between held-out evaluations during training (0: only at the end)
+    save_every: int = 0  # steps between resumable snapshots at <out>.resume.pt (0: none)
+    resume: bool = False  # continue from <out>.resume.pt: weights, optimiser, schedule, step, RNGs
     threads: int = 2
     device: str = "cpu"
     version: str = ""  # defaults to "<arch>-<UTC time>"
@@ -90,8 +118,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, dict[str, An
     args = vars(parser.parse_args(argv))
     train_names = {f.name for f in fields(TrainConfig)}
     train = TrainConfig(**{k: v for k, v in args.items() if k in train_names})
-    if not train.demo and not train.data:
-        parser.error("give --data DIR or --demo")
+    if not train.demo and not train.data and not train.maps:
+        parser.error("give --data DIR, --maps EXPORT_DIR or --demo")
     overrides = {k: v for k, v in args.items() if k not in train_names and v is not None}
     return train, overrides
 
@@ -103,6 +131,13 @@ def load_data(train: TrainConfig) -> tuple[Dataset, Dataset | None, list[str]]:
         training = DemoDataset(n_per_class=train.n_per_class, seed=train.seed, background_cue=train.background_cue)
         held_out = DemoDataset(n_per_class=train.val_per_class, seed=train.seed, split="test")
         return training, held_out, training.classes
+    if train.maps:
+        images = Path(train.images) if train.images else None
+        options = {"images": images, "val_fraction": train.val_fraction, "seed": train.seed}
+        training = ExportDataset(Path(train.maps), split="train", **options)
+        held_out = ExportDataset(Path(train.maps), split="val", classes=training.classes, **options)
+        logger.info("export %s: %d training and %d held-out images", train.maps, len(training), len(held_out))
+        return training, held_out if len(held_out) else None, training.classes
     training = ImageFolder(Path(train.data))
     held_out = ImageFolder(Path(train.val_data), classes=training.classes) if train.val_data else None
     return training, held_out, training.classes
@@ -195,6 +230,47 @@ def evaluate(model: GALANet, dataset: Dataset, train: TrainConfig) -> dict[str, 
     }
 
 
+def resume_path(train: TrainConfig) -> Path:
+    """Return where resumable snapshots of this run go: ``<out>.resume.pt``."""
+    out = Path(train.out)
+    return out.with_name(out.name + ".resume.pt")
+
+
+def initialise(model: GALANet, train: TrainConfig) -> None:
+    """Load ``--init`` (a checkpoint of ours) or ``--init-resnet`` (torchvision's format) into model."""
+    if train.init and train.init_resnet:
+        raise ValueError("give --init or --init-resnet, not both")
+    if train.init:
+        state = torch.load(train.init, map_location="cpu", weights_only=True)["model"]
+        fresh = load_backbone(model, state, source=train.init)
+        logger.info("fine-tuning %s (%d tensors left at their initialisation)", train.init, len(fresh))
+    elif train.init_resnet:
+        state = torch.load(train.init_resnet, map_location="cpu", weights_only=True)
+        fresh = load_backbone(model, state.get("state_dict", state), source=train.init_resnet)
+        logger.info("starting from ResNet weights %s (%d tensors fresh)", train.init_resnet, len(fresh))
+
+
+def make_optimizer(model: GALANet, train: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over all parameters; attention parameters without decay when ``--no-decay-attention``."""
+    attention = attention_parameter_names(model) if not train.decay_attention else set()
+    decayed = [p for name, p in model.named_parameters() if name not in attention]
+    groups = [{"params": decayed, "weight_decay": train.weight_decay}]
+    if attention:
+        groups.append({"params": [p for n, p in model.named_parameters() if n in attention], "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
+
+
+def map_loss_terms(
+    attention: list[torch.Tensor], maps: torch.Tensor, has_map: torch.Tensor, train: TrainConfig
+) -> torch.Tensor:
+    """The click-map loss of one batch with the run's options (reduction, blur, resize, normalisation)."""
+    if train.map_blur:
+        maps = blur_maps(maps)
+    return attention_loss(
+        attention, maps, has_map, train.map_norm, reduction=train.map_reduction, resize=train.map_resize
+    )
+
+
 def main(argv: list[str] | None = None) -> Path:
     """Train, evaluate and write a self-describing checkpoint; return its path."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -206,36 +282,93 @@ def main(argv: list[str] | None = None) -> Path:
 
     training, held_out, classes = load_data(train)
     config = preset(overrides.pop("arch"), num_classes=len(classes), **overrides)
+    model = build(config)
+    initialise(model, train)
     # Channels-last: oneDNN's convolutions run this network ~15 % faster per step on the CPU.
-    model = build(config).to(train.device, memory_format=torch.channels_last)
-    loader = DataLoader(training, batch_size=train.batch_size, shuffle=True, drop_last=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    steps = train.epochs * len(loader)
+    model = model.to(train.device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, train)
+    per_epoch = len(training) // train.batch_size
+    steps = train.epochs * per_epoch
     # A short warm-up: training sits at chance until the learning rate is high (measured: the
     # plateau ends about 100 steps after the peak), so the peak comes early.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, train.lr, total_steps=steps, pct_start=0.05)
+    step, history, evaluations = 0, [], []
+    if train.resume:
+        snapshot = torch.load(resume_path(train), map_location="cpu", weights_only=True)
+        model.load_state_dict(snapshot["model"])
+        optimizer.load_state_dict(snapshot["optimizer"])
+        scheduler.load_state_dict(snapshot["scheduler"])
+        generator.set_state(snapshot["generator"])
+        step, history, evaluations = snapshot["step"], snapshot["history"], snapshot["evaluations"]
+        logger.info("resuming %s at step %d", resume_path(train), step)
+    if train.map_loss not in ("gala", "harmonization"):
+        raise ValueError(f"map_loss must be gala or harmonization, not {train.map_loss!r}")
     logger.info("training %s on %d images for %d steps", config.arch, len(training), steps)
+    weight = config.map_weight
 
-    progress = tqdm(total=steps, desc="train", unit="step")
-    for epoch in range(train.epochs):
-        for images, labels, maps, has_map in loader:
+    progress = tqdm(total=steps, initial=step, desc="train", unit="step")
+    # Shuffling draws from the global RNG, as before resumable runs existed (so a run with the
+    # same flags trains exactly as it did). A snapshot keeps that RNG's state at the start of its
+    # epoch, to replay the epoch's order, and at the snapshot, to continue from there.
+    loader = DataLoader(training, batch_size=train.batch_size, shuffle=True, drop_last=True)
+    resumed_epoch = step // per_epoch if train.resume else -1
+    for epoch in range(step // per_epoch, train.epochs):
+        if epoch == resumed_epoch:
+            torch.set_rng_state(snapshot["epoch_rng"])
+        epoch_rng = torch.get_rng_state()
+        # The epoch's order is drawn from the global RNG by the time the first batch is out.
+        for index, (images, labels, maps, has_map) in enumerate(loader):
+            if epoch == resumed_epoch and index == 0:
+                torch.set_rng_state(snapshot["rng"])
+            if epoch * per_epoch + index < step:
+                continue  # replayed by a resume: already trained on
             # Reveals start once whole images have taught the shapes: from the start, even a small
             # share of them keeps the loss at chance for hundreds of steps (measured).
-            ramp = (progress.n / steps - train.reveal_after) / max(train.reveal_after, 1e-9)
+            ramp = (step / steps - train.reveal_after) / max(train.reveal_after, 1e-9)
             share = train.reveal_prob * min(max(ramp, 0.0), 1.0)
             images, maps = augment(images, maps, has_map, train, generator, share)
             images, labels = images.to(train.device), labels.to(train.device)
+            harmonize = train.cotrain and train.map_loss == "harmonization"
+            images.requires_grad_(harmonize)  # the saliency is a gradient with respect to the pixels
             logits, attention = model.forward_with_attention(images)
-            loss = classification_loss(logits, labels, train.label_smoothing)
-            if train.cotrain:
-                map_loss = attention_loss(attention, maps.to(train.device), has_map.to(train.device))
-                loss = loss + config.map_weight * map_loss
+            class_loss = classification_loss(logits, labels, train.label_smoothing)
+            loss, terms = class_loss, {"step": step + 1, "loss_class": round(class_loss.item(), 5)}
+            if harmonize:
+                saliency = gradient_saliency(logits, images, labels)
+                map_loss = harmonization_loss(saliency, maps.to(train.device), has_map.to(train.device))
+                loss = loss + weight * map_loss
+                terms["loss_map"] = round(map_loss.item(), 7)
+            elif train.cotrain:
+                map_loss = map_loss_terms(attention, maps.to(train.device), has_map.to(train.device), train)
+                loss = loss + weight * map_loss
+                terms["loss_map"] = round(map_loss.item(), 7)  # unweighted: weight * it entered the loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
+            step += 1
+            history.append(terms)
             progress.update()
-            progress.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+            progress.set_postfix(epoch=epoch, **{k: f"{v:.3g}" for k, v in terms.items() if k != "step"})
+            if train.eval_every and held_out is not None and step % train.eval_every == 0 and step < steps:
+                evaluations.append({"step": step, **evaluate(model, held_out, train)})
+                logger.info("step %d: %s", step, evaluations[-1])
+            if train.save_every and step % train.save_every == 0 and step < steps:
+                state = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "epoch_rng": epoch_rng,
+                    "rng": torch.get_rng_state(),
+                    "step": step,
+                    "history": history,
+                    "evaluations": evaluations,
+                }
+                partial = resume_path(train).with_suffix(".partial")
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(state, partial)
+                partial.replace(resume_path(train))
     progress.close()
 
     metrics = evaluate(model, held_out, train) if held_out is not None else {}
@@ -245,6 +378,8 @@ def main(argv: list[str] | None = None) -> Path:
     extra = {
         "metrics": metrics,
         "train": asdict(train),
+        "history": history,  # the loss terms of every step
+        "evaluations": evaluations,  # the periodic held-out evaluations (--eval-every)
         "train_seconds": round(elapsed, 1),
         # CPU time over all threads: on a shared machine, wall time says more about the neighbours.
         "train_cpu_seconds": round(cpu, 1),
