@@ -138,8 +138,12 @@ class Stack:
         return connection
 
     def _create_database(self) -> None:
-        with self._admin() as connection, connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{self.database}"')
+        connection = self._admin()  # not `with connection`: psycopg2 would open a transaction
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{self.database}"')
+        finally:
+            connection.close()
 
     def _drop_database(self) -> None:
         connection = self._admin()
