@@ -11,7 +11,7 @@ TEST_SECRET_KEY := test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
 MODEL_SERVER_URL ?= http://127.0.0.1:$(MODEL_PORT)
 export PORT MODEL_PORT MODEL_SERVER_URL
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench load prod-local clean
 
 install: $(VENV)/.installed
 
@@ -58,6 +58,19 @@ bench: install .env $(DEMO_CHECKPOINT)
 	$(PY) manage.py bench_game
 	$(PY) manage.py bench_maps
 	$(PY) manage.py bench_exports
+
+# Real-time players ramped up against the production stack on this machine (bench/, docs/load-testing.md).
+# A benchmark, never a timed test: prints players, rounds/s, guess p50/p99, errors, CPU per round per process, floor ratio.
+LOAD_ARGS ?=
+load: install $(DEMO_CHECKPOINT)
+	$(PY) -m bench.ramp $(LOAD_ARGS)
+
+# The production stack as docker-compose.yml runs it, on this machine (Procfile.prod; needs DATABASE_URL and
+# REDIS_URL in the environment or .env, DEBUG off). Stop with Ctrl-C.
+prod-local: install $(DEMO_CHECKPOINT)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput
+	$(VENV)/bin/honcho --procfile Procfile.prod start
 
 clean:
 	rm -rf var staticfiles

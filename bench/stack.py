@@ -1,0 +1,221 @@
+"""The production stack on one machine, startable from Python: `with Stack() as stack: ...`.
+
+What `docker-compose.yml` runs, as processes on free loopback ports: gunicorn (gthread workers),
+a Celery worker and beat, the partner model server, a private Redis server, and a database of its
+own on the machine's Postgres (created at start, dropped at the end). Settings are production's
+(DEBUG off, persistent connections, static files by WhiteNoise from a collectstatic tree), except
+the HTTPS switches: the players speak plain HTTP on loopback. Every process is stopped when the
+block ends, even on an error, so nothing is left running. A fault-injection suite can reuse it:
+`stack.processes[kind]` are the Popen objects, `stack.env` the environment they run with.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg2
+
+from games.partner_process import DEMO_CHECKPOINT, ROOT, free_port
+
+PY = sys.executable
+PARTNER = "demo-gala"
+
+
+@dataclass
+class StackConfig:
+    """How big each part is; the defaults suit two cores (see docs/load-testing.md)."""
+
+    web_workers: int = 2  # one per core: gthread workers are processes, their threads wait on I/O
+    web_threads: int = 16  # a guess waits on the model server; threads keep a worker busy meanwhile
+    celery_concurrency: int = 1  # scoring is forward passes on the model server; one prefork child keeps up
+    model_workers: int | None = None  # the model server's own default
+    conn_max_age: int = 600  # persistent database connections (no connect per request)
+    postgres_url: str = "postgres://postgres@127.0.0.1:5432"  # the machine's server; the database is ours
+    per_class: int = 10  # demo images per class (seed_demo)
+    panel: bool = True  # also a Prolific study (`demo-panel`) for panel entry
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class Stack:
+    """Start the whole stack on enter, stop it (and drop its database) on exit."""
+
+    def __init__(self, config: StackConfig | None = None, *, workdir: Path | None = None) -> None:
+        self.config = config or StackConfig()
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="clickme-stack-"))
+        self.database = f"clickme_load_{uuid.uuid4().hex[:8]}"
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.url = ""
+        self.model_url = ""
+        self.redis_url = ""
+        self.env: dict[str, str] = {}
+        self._exit = ExitStack()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def __enter__(self) -> Stack:
+        try:
+            self._start()
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    @property
+    def database_url(self) -> str:
+        return f"{self.config.postgres_url}/{self.database}"
+
+    def _start(self) -> None:
+        cfg = self.config
+        media = self.workdir / "media"
+        media.mkdir(parents=True, exist_ok=True)
+        self._create_database()
+        self._exit.callback(self._drop_database)
+        redis_port = free_port()
+        self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        self._spawn("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", str(self.workdir)])  # fmt: skip
+        model_port, web_port = free_port(), free_port()
+        self.model_url, self.url = f"http://127.0.0.1:{model_port}", f"http://127.0.0.1:{web_port}"
+        self.env = {
+            **os.environ,
+            "DEBUG": "0",
+            "SECRET_KEY": "load-stack-only-" + uuid.uuid4().hex * 2,
+            "DATABASE_URL": self.database_url,
+            "CONN_MAX_AGE": str(cfg.conn_max_age),
+            "REDIS_URL": self.redis_url,
+            "MODEL_SERVER_URL": self.model_url,
+            "MEDIA_ROOT": str(media),
+            "STATIC_ROOT": str(self.workdir / "static"),
+            "EXPORT_ROOT": str(self.workdir / "exports"),
+            # Plain HTTP on loopback: no HTTPS redirect, no Secure-only cookies, no HSTS.
+            "SECURE_SSL_REDIRECT": "0",
+            "SESSION_COOKIE_SECURE": "0",
+            "CSRF_COOKIE_SECURE": "0",
+            "SECURE_HSTS_SECONDS": "0",
+            "LOG_LEVEL": "WARNING",  # a log line per request costs the site more than it tells
+            # Every load player comes from 127.0.0.1: the per-address limit would count them all as one lab.
+            "RATE_LIMIT_ADDRESS_FACTOR": "100000",
+            **cfg.extra_env,
+        }
+        self.env.pop("PYTHONPATH", None)
+        self._manage("migrate", "--noinput")
+        self._manage("collectstatic", "--noinput")
+        self._manage("seed_demo", "--per-class", str(cfg.per_class), "--no-progress")
+        if cfg.panel:
+            self._manage("shell", "-c", PANEL_STUDY)
+        model = [PY, "-m", "model_server.serve", "--checkpoint", str(DEMO_CHECKPOINT), "--name", PARTNER,
+                 "--image-root", str(media), "--host", "127.0.0.1", "--port", str(model_port)]  # fmt: skip
+        if cfg.model_workers:
+            model += ["--workers", str(cfg.model_workers)]
+        self._spawn("model", model)
+        self._spawn("web", [PY, "-m", "gunicorn", "clickme_site.wsgi", "--bind", f"127.0.0.1:{web_port}",
+                            "--worker-class", "gthread", "--workers", str(cfg.web_workers),
+                            "--threads", str(cfg.web_threads), "--log-level", "warning"])  # fmt: skip
+        self._spawn("worker", [PY, "-m", "celery", "-A", "clickme_site", "worker", "--loglevel", "WARNING",
+                               "--concurrency", str(cfg.celery_concurrency), "--without-gossip",
+                               "--without-mingle", "--without-heartbeat"])  # fmt: skip
+        self._spawn("beat", [PY, "-m", "celery", "-A", "clickme_site", "beat", "--loglevel", "WARNING",
+                             "--schedule", str(self.workdir / "celerybeat-schedule")])  # fmt: skip
+        self._wait(f"{self.model_url}/v2/health/ready", "model", timeout=180)
+        self._wait(f"{self.url}/healthz", "web", timeout=120)
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _admin(self):
+        connection = psycopg2.connect(f"{self.config.postgres_url}/postgres")
+        connection.autocommit = True
+        return connection
+
+    def _create_database(self) -> None:
+        connection = self._admin()  # not `with connection`: psycopg2 would open a transaction
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{self.database}"')
+        finally:
+            connection.close()
+
+    def _drop_database(self) -> None:
+        connection = self._admin()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        finally:
+            connection.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _manage(self, *args: str) -> None:
+        done = subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+
+    def _spawn(self, kind: str, command: list[str]) -> None:
+        log = (self.workdir / f"{kind}.log").open("w")
+        process = subprocess.Popen(command, cwd=ROOT, env=self.env or None, stdout=log, stderr=subprocess.STDOUT)
+        self.processes[kind] = process
+        self._exit.callback(_stop, process, log)
+
+    def log(self, kind: str) -> str:
+        path = self.workdir / f"{kind}.log"
+        return path.read_text()[-3000:] if path.exists() else ""
+
+    def _wait(self, url: str, kind: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processes[kind].poll() is not None:
+                raise RuntimeError(f"{kind} exited with {self.processes[kind].returncode}:\n{self.log(kind)}")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{self.log(kind)}")
+
+    def postgres_backends(self) -> list[int]:
+        """Pids of the Postgres server processes serving this stack's database (one per connection)."""
+        connection = self._admin()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [self.database])
+                return [row[0] for row in cursor.fetchall()]
+        finally:
+            connection.close()
+
+
+def _stop(process: subprocess.Popen, log) -> None:
+    """Terminate a process (gunicorn and Celery stop their children on SIGTERM), kill it if it hangs."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    log.close()
+
+
+# A second study on Prolific, so that a share of players enters through a panel link.
+PANEL_STUDY = """
+from games.models import Experiment
+demo = Experiment.objects.get(slug="demo")
+if not Experiment.objects.filter(slug="demo-panel").exists():
+    panel = Experiment.objects.get(pk=demo.pk)
+    panel.pk = None
+    panel.id = None
+    panel.slug = "demo-panel"
+    panel.title = "Demo (Prolific)"
+    panel.recruitment = "prolific"
+    panel.completion_code = "LOADTEST"
+    panel.save()
+"""

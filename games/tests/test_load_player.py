@@ -1,0 +1,44 @@
+"""The load harness's Locust player (bench/player.py) against a live site: it stores and submits rounds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from games.models import Experiment, Round
+from games.partner_process import DEMO_CHECKPOINT, ROOT, serve_partner, wait_until_ready
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture
+def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, tmp_path: Path) -> Iterator[str]:
+    checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
+    log_path = tmp_path / "partner.log"
+    with serve_partner(checkpoint=checkpoint, name=demo.partner.name, image_root=Path(settings.MEDIA_ROOT),
+                       log_path=log_path, workers=1, max_delay_ms=1, device="cpu") as partner:  # fmt: skip
+        wait_until_ready(partner)
+        settings.MODEL_SERVER_URL = partner.url
+        yield partner.url
+
+
+def test_a_locust_player_plays_stores_and_submits_rounds(live_server, demo, partner_process, settings, tmp_path):
+    # Locust monkey-patches the interpreter with gevent, so it runs in its own process; one player,
+    # because the live server shares one in-memory SQLite connection.
+    env = {**os.environ, "BENCH_MEDIA_ROOT": str(settings.MEDIA_ROOT), "BENCH_PANEL_SHARE": "0"}
+    command = [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
+               "--host", live_server.url, "--users", "1", "--spawn-rate", "1", "--run-time", "14s",
+               "--csv", str(tmp_path / "load"), "--only-summary", "--stop-timeout", "10"]  # fmt: skip
+    subprocess.run(command, cwd=ROOT, env=env, check=False, capture_output=True, timeout=90)
+
+    submitted = Round.objects.filter(experiment=demo, status__in=["submitted", "scored"])
+    assert submitted.count() >= 1
+    assert all(round_.bubble_count > 0 or round_.outcome == "skipped" for round_ in submitted)
+    assert Round.objects.filter(experiment=demo, status="scored").count() >= 1
+    stats = (tmp_path / "load_stats.csv").read_text()
+    assert "guess" in stats and "submit" in stats
