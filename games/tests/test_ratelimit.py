@@ -110,3 +110,13 @@ def test_an_honest_round_at_full_speed_stays_under_the_default_limits(experiment
         codes.append(client.get(f"/api/rounds/{round_id}/"))
     codes.append(summary(client, experiment))
     assert {answer.status_code for answer in codes} == {200}, [a.content for a in codes if a.status_code != 200]
+
+
+def test_with_redis_down_play_goes_on_and_limits_are_counted_in_the_process(settings, experiment) -> None:
+    client = player(experiment)  # consented while the cache was up
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+                                   "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}  # fmt: skip
+    settings.GAME_RATE_LIMITS = {**settings.GAME_RATE_LIMITS, "other": (3, 60)}
+    answers = [summary(client, experiment).status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]
