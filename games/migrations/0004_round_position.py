@@ -1,4 +1,4 @@
-"""Rounds get their place in the session, unique with the session, and an image plays once per session."""
+"""Rounds get their place in the session, unique within the session."""
 
 from django.db import migrations, models
 
@@ -27,9 +27,5 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="round",
             constraint=models.UniqueConstraint(fields=("session", "position"), name="round_one_per_position"),
-        ),
-        migrations.AddConstraint(
-            model_name="round",
-            constraint=models.UniqueConstraint(fields=("session", "image"), name="round_image_once_per_session"),
         ),
     ]

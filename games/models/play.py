@@ -240,10 +240,9 @@ class Round(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["participant", "client_round_id"], name="round_client_id_unique"),
-            # One round per place in a session, and never the same image twice in one: parallel
-            # starts (two tabs, a retried request) cannot make extra rounds or repeat a picture.
+            # One round per place in a session: parallel starts (two tabs, a retried request)
+            # cannot make extra rounds. (The sampler never serves a participant an image twice.)
             models.UniqueConstraint(fields=["session", "position"], name="round_one_per_position"),
-            models.UniqueConstraint(fields=["session", "image"], name="round_image_once_per_session"),
             models.CheckConstraint(condition=Q(points__isnull=True) | Q(points__lte=1000), name="round_points_range"),
             models.CheckConstraint(
                 condition=Q(status="playing") | ~Q(outcome="") & Q(submitted_at__isnull=False),

@@ -102,6 +102,18 @@ def complete_if_done(session: PlaySession) -> bool:
     return session.completed_at is not None
 
 
+def _why_session_ends(session: PlaySession) -> tuple[str, bool] | None:
+    """Why no round can start in the session, with whether it is complete (recording its end), or None."""
+    if complete_if_done(session):
+        return "you have played all the rounds of this session", True
+    if session.ended_at is not None:
+        return "this session has ended", False
+    if session.rounds.count() >= session.experiment.rounds_per_session * MAX_STARTS_PER_ROUND:
+        _end_session(session, complete=False)
+        return "too many rounds were started and not finished in this session", False
+    return None
+
+
 def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Round, bool]:
     """Start the session's next round, or return the round it is already playing.
 
@@ -125,29 +137,26 @@ def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Ro
         playing = session.rounds.filter(status=Round.Status.PLAYING).first()
         if playing is not None:
             return playing, False
-        if complete_if_done(session):
-            raise Conflict("you have played all the rounds of this session", finished=True, complete=True)
-        if session.ended_at is not None:
-            raise Conflict("this session has ended", finished=True, complete=False)
-        position = session.rounds.count()
-        if position >= experiment.rounds_per_session * MAX_STARTS_PER_ROUND:
-            _end_session(session, complete=False)
-            raise Conflict(
-                "too many rounds were started and not finished in this session", finished=True, complete=False
-            )
-        catch_trial = position in catch_rounds(experiment=experiment, session_id=session.pk)
-        image = choose_image(experiment=experiment, participant=session.participant, catch_trial=catch_trial)
-        if image is None:
-            # Out of images: the participant did what the study could offer. Any work done earns
-            # the completion; a session that could not play a single round just ends.
-            complete = rounds_done(session) > 0
-            _end_session(session, complete=complete)
-            raise Conflict("there is no image left for you to play in this study", finished=True, complete=complete)
-        round_ = Round.objects.create(
-            session=session, participant=session.participant, experiment=experiment, image=image,
-            client_round_id=client_round_id, position=position, settings=experiment.game_settings(),
-            is_catch_trial=image.is_catch_trial,
-        )  # fmt: skip
+        ending = _why_session_ends(session)
+        if ending is None:
+            position = session.rounds.count()
+            catch_trial = position in catch_rounds(experiment=experiment, session_id=session.pk)
+            image = choose_image(experiment=experiment, participant=session.participant, catch_trial=catch_trial)
+            if image is None:
+                # Out of images: the participant did what the study could offer. Any work done
+                # earns the completion; a session that could not play a single round just ends.
+                complete = rounds_done(session) > 0
+                _end_session(session, complete=complete)
+                ending = ("there is no image left for you to play in this study", complete)
+            else:
+                round_ = Round.objects.create(
+                    session=session, participant=session.participant, experiment=experiment, image=image,
+                    client_round_id=client_round_id, position=position, settings=experiment.game_settings(),
+                    is_catch_trial=image.is_catch_trial,
+                )  # fmt: skip
+    # Raised outside the block, so that the session's end (and completion) recorded above is kept.
+    if ending is not None:
+        raise Conflict(ending[0], finished=True, complete=ending[1])
     return round_, True
 
 
