@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 import psutil
-import psycopg2
+import psycopg
 import torch
 
 from games.partner_process import DEMO_CHECKPOINT
@@ -39,8 +39,7 @@ def _cpu(process: psutil.Process) -> float:
 
 def database_floor(database_url: str, *, rounds: int, clicks_per_round: float, guesses_per_round: float) -> float:
     """CPU-seconds per round (client + Postgres backend) of the round's writes as raw SQL."""
-    connection = psycopg2.connect(database_url)
-    connection.autocommit = True
+    connection = psycopg.connect(database_url, autocommit=True, cursor_factory=psycopg.ClientCursor)
     cursor = connection.cursor()
     cursor.execute(SCRATCH)
     cursor.execute("SELECT pg_backend_pid()")
@@ -60,7 +59,7 @@ def database_floor(database_url: str, *, rounds: int, clicks_per_round: float, g
                 (round_id, seq, seq % 256, (seq * 7) % 256, seq * 50)
                 for seq in range(start, min(clicks, start + per_upload))
             ]
-            values = ",".join(cursor.mogrify("(%s,%s,%s,%s,%s)", row).decode() for row in rows)
+            values = ",".join(cursor.mogrify("(%s,%s,%s,%s,%s)", row) for row in rows)
             cursor.execute(f"INSERT INTO floor_click VALUES {values}")
             cursor.execute("INSERT INTO floor_guess VALUES (%s, %s, 'cat', 0.5)", (round_id, start // per_upload))
         cursor.execute("UPDATE floor_round SET status='submitted', bubble_count=%s, submitted_at=now() WHERE id=%s",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-import psycopg2
+import psycopg
 
 from bench.accounting import KINDS, cpu_seconds
 from bench.floor import database_floor, model_floor
@@ -28,13 +28,12 @@ from bench.stack import ROOT, Stack, StackConfig
 
 def count_rounds(stack: Stack) -> tuple[int, int, int, int]:
     """(submitted or scored, scored, clicks stored, partner guesses stored) in the stack's database."""
-    with psycopg2.connect(stack.database_url) as connection, connection.cursor() as cursor:
+    with psycopg.connect(stack.database_url) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FILTER (WHERE status IN ('submitted','scored')), "
                        "count(*) FILTER (WHERE status = 'scored') FROM games_round")  # fmt: skip
         submitted, scored = cursor.fetchone()
         cursor.execute("SELECT count(*) FROM games_click")
         clicks = cursor.fetchone()[0]
-    connection.close()
     return submitted, scored, clicks, 0
 
 

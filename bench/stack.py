@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psycopg2
+import psycopg
 
 from games.partner_process import DEMO_CHECKPOINT, ROOT, free_port
 
@@ -133,12 +133,10 @@ class Stack:
 
     # --- helpers ------------------------------------------------------------------------------
     def _admin(self):
-        connection = psycopg2.connect(f"{self.config.postgres_url}/postgres")
-        connection.autocommit = True
-        return connection
+        return psycopg.connect(f"{self.config.postgres_url}/postgres", autocommit=True)
 
     def _create_database(self) -> None:
-        connection = self._admin()  # not `with connection`: psycopg2 would open a transaction
+        connection = self._admin()
         try:
             with connection.cursor() as cursor:
                 cursor.execute(f'CREATE DATABASE "{self.database}"')

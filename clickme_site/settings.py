@@ -98,6 +98,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that it sees a view's exceptions first: a database outage is a 503 (clickme_site/errors.py).
+    "clickme_site.errors.DatabaseUnavailableMiddleware",
 ]
 TEMPLATES = [
     {
@@ -121,6 +123,25 @@ DATABASE_URL = env_url(
 )
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60)
+# A connection kept from an earlier request is checked before reuse, so a restarted Postgres
+# costs a reconnect, not a failed request (docs/operations.md, "Faults").
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Postgres: a connection pool per process (psycopg 3), so that a burst of players (the threaded
+# development server opens a thread per request) waits for one of DATABASE_POOL_SIZE connections
+# instead of exhausting the server's max_connections; a connection comes back to the pool at the
+# end of every request. A wait past DATABASE_POOL_TIMEOUT seconds answers 503 + Retry-After.
+# DATABASE_POOL_SIZE=0 turns the pool off (CONN_MAX_AGE then keeps one connection per thread).
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 16)
+# Seconds a client is told to wait (Retry-After) when the database cannot be reached.
+DATABASE_RETRY_AFTER_S = env_int("DATABASE_RETRY_AFTER_S", 5, minimum=1)
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and DATABASE_POOL_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1),
+        "max_idle": 60,  # idle connections above min_size are closed after a minute
+    }  # with CONN_HEALTH_CHECKS, Django has the pool check each connection it hands out
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # SQLite serialises writers; a busy timeout lets the web process and in-process tasks
@@ -195,7 +216,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A web request that enqueues must not hang on a dead broker: fail fast, the sweep catches up.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BEAT_SCHEDULE = {
-    "sweep-unscored-rounds": {"task": "games.tasks.sweep_unscored_rounds_task", "schedule": 60.0},
+    "sweep-unscored-rounds": {
+        "task": "games.tasks.sweep_unscored_rounds_task",
+        "schedule": float(env_int("SCORING_SWEEP_EVERY_S", 60, minimum=1)),
+    },
+    "worker-heartbeat": {"task": "games.tasks.worker_heartbeat_task", "schedule": 60.0},  # /healthz
 }
 CACHES: dict[str, Any] = {
     "default": (

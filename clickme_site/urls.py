@@ -10,6 +10,9 @@ from drf_spectacular.views import SpectacularAPIView
 
 from maps.urls import api_urlpatterns
 
+# A database outage raised in middleware is a 503 with Retry-After, anything else a plain page.
+handler500 = "clickme_site.errors.server_error"
+
 admin.site.site_header = "ClickMe administration"
 admin.site.site_title = "ClickMe"
 

@@ -50,6 +50,12 @@ def scoring_client() -> Iterator[PartnerClient]:
     yield _shared_client(timeout=30.0, retries=2, backoff=0.5)
 
 
+@contextmanager
+def probe_client() -> Iterator[PartnerClient]:
+    """The client for health checks: one try, one second (shared, as above)."""
+    yield _shared_client(timeout=1.0, retries=0, backoff=0.0)
+
+
 def record_version(*, partner: PartnerModel, version: str, classes: list[str] | None = None) -> PartnerModelVersion:
     """The row of the partner version the model server named, created the first time it is seen."""
     row, _ = PartnerModelVersion.objects.get_or_create(

@@ -61,6 +61,25 @@ test("network errors and 5xx are retried until the batch is stored, with the CSR
   assert.equal(server.requests[0].csrf, "tok=1");
 });
 
+test("a database outage's 503 with Retry-After holds the clicks until the server asked", async () => {
+  const server = fakeServer();
+  const upload = globalThis.fetch;
+  let first = true;
+  globalThis.fetch = async (url, init) => {
+    if (!first) return upload(url, init);
+    first = false;
+    server.requests.push({ at: Date.now() });
+    return new Response(JSON.stringify({ error: "database unavailable" }),
+                        { status: 503, headers: { "Retry-After": "2" } });
+  };
+  const uploader = createUploader({ clicksUrl: "/c/", clientRoundId: "r7" });
+  for (const bubble of bubbles(9)) uploader.add(bubble);
+  const started = Date.now();
+  await uploader.flush();
+  assert.ok(Date.now() - started >= 1900, `resent after ${Date.now() - started} ms, not the 2 s asked`);
+  assert.deepEqual([uploader.stored, server.stored], [9, 9]);
+});
+
 test("batches hold at most 200 bubbles and carry their start_seq", async () => {
   const server = fakeServer();
   const uploader = createUploader({ clicksUrl: "/c/", clientRoundId: "r2" });

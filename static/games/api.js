@@ -3,11 +3,12 @@
 
 export class ApiError extends Error {
   // status 0 means the request never got an answer (offline, DNS, connection reset).
-  constructor(status, message, body = null) {
+  constructor(status, message, body = null, retryAfterMs = 0) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.body = body;
+    this.retryAfterMs = retryAfterMs; // what the server's Retry-After asked for (503, 429), 0 if nothing
   }
 
   // Worth retrying: no answer, a server error, or "too many requests".
@@ -62,7 +63,8 @@ export async function request(method, url, body = undefined, { signal } = {}) {
   const data = await readBody(response);
   if (!response.ok) {
     const message = (data && data.error) || `${response.status} ${response.statusText}`;
-    throw new ApiError(response.status, message, data);
+    const retryAfter = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+    throw new ApiError(response.status, message, data, Number.isFinite(retryAfter) ? retryAfter * 1000 : 0);
   }
   return data;
 }
@@ -88,7 +90,8 @@ export async function withRetry(call, { giveUpMs = 30000, onRetry = () => {} } =
       if (!(error instanceof ApiError) || !error.transient) throw error;
       if (Date.now() - started > giveUpMs) throw error;
       onRetry(error, attempt);
-      await sleep(backoffMs(attempt));
+      // Never sooner than the server asked (a database restarting answers 503 + Retry-After).
+      await sleep(Math.max(backoffMs(attempt), Math.min(error.retryAfterMs, 30000)));
     }
   }
 }
