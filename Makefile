@@ -11,7 +11,7 @@ TEST_SECRET_KEY := test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
 MODEL_SERVER_URL ?= http://127.0.0.1:$(MODEL_PORT)
 export PORT MODEL_PORT MODEL_SERVER_URL
 
-.PHONY: install run test lint bench load prod-local clean
+.PHONY: install run test lint bench load chaos prod-local clean
 
 install: $(VENV)/.installed
 
@@ -64,6 +64,13 @@ bench: install .env $(DEMO_CHECKPOINT)
 LOAD_ARGS ?=
 load: install $(DEMO_CHECKPOINT)
 	$(PY) -m bench.ramp $(LOAD_ARGS)
+
+# The fault suite (bench/chaos.py, docs/operations.md): the production stack on a private Postgres, simulated
+# players, and in turn a SIGKILLed worker, Redis down 30 s, the model server down 60 s, Postgres restarted.
+# Prints a table per fault; fails on any round lost or scored twice, any unexpected 5xx, any map unlike a rebuild.
+CHAOS_ARGS ?=
+chaos: install $(DEMO_CHECKPOINT)
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 # The production stack as docker-compose.yml runs it, on this machine (Procfile.prod; needs DATABASE_URL and
 # REDIS_URL in the environment or .env, DEBUG off). Stop with Ctrl-C.

@@ -11,8 +11,10 @@ block ends, even on an error, so nothing is left running. A fault-injection suit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 
 from games.partner_process import DEMO_CHECKPOINT, ROOT, free_port
@@ -54,6 +57,8 @@ class Stack:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="clickme-stack-"))
         self.database = f"clickme_load_{uuid.uuid4().hex[:8]}"
         self.processes: dict[str, subprocess.Popen] = {}
+        self.commands: dict[str, list[str]] = {}
+        self._logs: dict[str, object] = {}
         self.url = ""
         self.model_url = ""
         self.redis_url = ""
@@ -158,10 +163,40 @@ class Stack:
             raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
 
     def _spawn(self, kind: str, command: list[str]) -> None:
-        log = (self.workdir / f"{kind}.log").open("w")
+        first = kind not in self.commands
+        self.commands[kind] = command
+        log = self._logs[kind] = self._logs.get(kind) or (self.workdir / f"{kind}.log").open("w")
         process = subprocess.Popen(command, cwd=ROOT, env=self.env or None, stdout=log, stderr=subprocess.STDOUT)
         self.processes[kind] = process
-        self._exit.callback(_stop, process, log)
+        if first:  # one callback per kind, stopping whichever process runs it at the end
+            self._exit.callback(lambda: _stop(self.processes[kind], log))
+
+    # --- faults (bench/chaos.py) ----------------------------------------------------------------
+    def kill(self, kind: str, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` to a process and all its children at once (SIGKILL: no chance to clean up), and reap it."""
+        process = self.processes[kind]
+        try:
+            tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        for member in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.send_signal(sig)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        psutil.wait_procs(tree, timeout=10)
+
+    def wait_up(self, kind: str, timeout: float = 180.0) -> None:
+        """Wait until the web or model server answers its readiness URL."""
+        url = {"web": f"{self.url}/healthz", "model": f"{self.model_url}/v2/health/ready"}[kind]
+        self._wait(url, kind, timeout=timeout)
+
+    def respawn(self, kind: str) -> None:
+        """Start a stopped process again with the same command, as a supervisor would."""
+        self._spawn(kind, self.commands[kind])
 
     def log(self, kind: str) -> str:
         path = self.workdir / f"{kind}.log"

@@ -70,7 +70,8 @@ class GameApi(APIView):
         if isinstance(exc, PaintingRuleBroken):
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         if isinstance(exc, PartnerError):
-            return Response({"error": f"the partner is unavailable: {exc}"}, status=503)
+            # The page paints on without this guess and asks again at the next query point.
+            return Response({"error": f"the partner is unavailable: {exc}"}, status=503, headers={"Retry-After": "1"})
         if isinstance(exc, exceptions.Throttled):
             wait = retry_after_seconds(exc.wait)
             body = {"error": f"too many requests: slow down and retry in {wait} s", "retry_after": wait}

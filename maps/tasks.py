@@ -6,6 +6,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from maps.services import build_click_map, retire_converged_images
+from maps.sweep import enqueue_stale_maps
 
 
 @shared_task(
@@ -20,3 +21,9 @@ def build_click_map_task(experiment_id: int, image_id: int) -> None:
     """Recompute one image's map from its raw clicks (idempotent), then check it for a plateau."""
     build_click_map(experiment_id=experiment_id, image_id=image_id)
     retire_converged_images(experiment_id=experiment_id, image_ids=[image_id])
+
+
+@shared_task(ignore_result=True)
+def sweep_stale_maps_task() -> None:
+    """Periodically rebuild maps whose build task was lost (maps/sweep.py)."""
+    enqueue_stale_maps()
