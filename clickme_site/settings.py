@@ -235,6 +235,9 @@ GAME_RATE_LIMIT_ADDRESS_FACTOR = env_int("RATE_LIMIT_ADDRESS_FACTOR", 20, minimu
 # --- Model server -------------------------------------------------------------------------
 MODEL_SERVER_URL = env_url("MODEL_SERVER_URL", "http://127.0.0.1:8001", {"http", "https"})
 MODEL_SERVER_TIMEOUT_MS = env_int("MODEL_SERVER_TIMEOUT_MS", 1500, minimum=1)
+# The bearer token of the model server's repository endpoints (load, activate, unload): the same .env
+# feeds the model server. Required when DEBUG is off (system check clickme.E001, games/checks.py).
+MODEL_SERVER_ADMIN_TOKEN = env.str("MODEL_SERVER_ADMIN_TOKEN", default="").strip()
 
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
