@@ -139,6 +139,11 @@ EXPORT_ROOT = env.path("EXPORT_ROOT", default=BASE_DIR / "var" / "exports")
 # An export covers rounds finalised up to this many seconds before it starts: a round stamped just
 # before the start but committed just after it is then the next increment's, never nobody's.
 EXPORT_SETTLE_SECONDS = env_int("EXPORT_SETTLE_SECONDS", 10, minimum=0)
+# Per researcher, through the API and the dashboard (maps/export_limits.py): exports unfinished at once, and
+# started in any 24 hours; 0 = no limit. Exports older than the retention period lose their files (0 = kept).
+EXPORT_MAX_RUNNING = env_int("EXPORT_MAX_RUNNING", 2, minimum=0)
+EXPORT_MAX_PER_DAY = env_int("EXPORT_MAX_PER_DAY", 20, minimum=0)
+EXPORT_RETENTION_DAYS = env_int("EXPORT_RETENTION_DAYS", 30, minimum=0)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -196,6 +201,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BEAT_SCHEDULE = {
     "sweep-unscored-rounds": {"task": "games.tasks.sweep_unscored_rounds_task", "schedule": 60.0},
+    "delete-expired-exports": {"task": "maps.tasks.delete_expired_exports_task", "schedule": 3600.0},
 }
 CACHES: dict[str, Any] = {
     "default": (
@@ -246,6 +252,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, size- and depth-checked before parsing (games/api_input.py): any other body is 415.
+    "DEFAULT_PARSER_CLASSES": ["games.api_input.StrictJSONParser"],
+    "EXCEPTION_HANDLER": "games.api_input.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
