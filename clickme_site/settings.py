@@ -255,13 +255,22 @@ REST_FRAMEWORK = {
     # JSON only, size- and depth-checked before parsing (games/api_input.py): any other body is 415.
     "DEFAULT_PARSER_CLASSES": ["games.api_input.StrictJSONParser"],
     "EXCEPTION_HANDLER": "games.api_input.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "maps.pagination.StrictPageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "maps.schema.ResearcherApiSchema",  # every error answer documented too
     # Which address the rate limits count: the proxy's X-Forwarded-For entry behind one, else the peer.
     "NUM_PROXIES": 1 if BEHIND_TLS_PROXY else 0,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "ClickMe researcher API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ClickMe researcher API",
+    "VERSION": "1.0.0",
+    # What Django's path converters really match, so the schema promises no URL that is not routed.
+    "PATH_CONVERTER_OVERRIDES": {
+        "slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
+        "int": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "path": {"type": "string", "minLength": 1},
+    },
+}
 
 # --- Auth ---------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

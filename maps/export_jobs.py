@@ -66,11 +66,14 @@ def _parse_moment(name: str, value: object) -> date | datetime:
 
 def _bound(moment: date | datetime, *, end: bool) -> datetime:
     # Dates are whole UTC days, inclusive at both ends; datetimes are instants, inclusive too.
-    if isinstance(moment, datetime):
-        aware = moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
-        return aware + timedelta(microseconds=1) if end else aware
-    day = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
-    return day + timedelta(days=1) if end else day
+    try:
+        if isinstance(moment, datetime):
+            aware = moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
+            return (aware + timedelta(microseconds=1) if end else aware).astimezone(UTC)
+        day = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+        return day + timedelta(days=1) if end else day
+    except OverflowError:  # within a day of year 1 or 9999: the bound is the end of time that way
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def clean_filters(filters: dict[str, Any]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -129,15 +130,30 @@ class ExportSerializer(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]})
+class MomentField(StrictCharField):
+    """A date (YYYY-MM-DD) or an ISO 8601 datetime, as a string; the export service reads it (export_jobs)."""
+
+    def to_internal_value(self, data: object) -> str:
+        text = super().to_internal_value(data)
+        try:
+            parsed = parse_date(text) or parse_datetime(text)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise serializers.ValidationError(f"must be a date (YYYY-MM-DD) or an ISO 8601 datetime, not {text!r}")
+        return text
+
+
 class ExportFiltersSerializer(serializers.Serializer):
-    """Which rounds to export; the export service checks that the dates parse and come in order."""
+    """Which rounds to export; the export service checks that "from" comes before "to"."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # Built here because "from" is a Python keyword and cannot be a class attribute.
         moment = "A date (YYYY-MM-DD, whole UTC day) or an ISO 8601 datetime; inclusive."
         return {
-            "from": StrictCharField(required=False, max_length=64, help_text=moment),
-            "to": StrictCharField(required=False, max_length=64, help_text=moment),
+            "from": MomentField(required=False, max_length=64, help_text=moment),
+            "to": MomentField(required=False, max_length=64, help_text=moment),
             "quality": StrictChoiceField(choices=list(QUALITY), default="valid"),
         }
 
