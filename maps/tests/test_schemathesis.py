@@ -15,8 +15,12 @@ own pytest loader (`schemathesis.pytest.from_fixture`) needs `Function._nodeid`,
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import hypothesis
 import pytest
@@ -28,7 +32,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 
-from maps import export_jobs
+from maps.tests.schemathesis_hooks import window_in_order
 from maps.tests.test_api_ownership import make_world
 from maps.urls import api_urlpatterns
 
@@ -60,20 +64,6 @@ def served(live_server: object) -> tuple[schemathesis.BaseSchema, dict[str, obje
     return schema, seeded
 
 
-def window_in_order(case: schemathesis.Case) -> schemathesis.Case:
-    """A valid export window runs forwards: the one rule of the body that JSON Schema cannot say.
-
-    Schemathesis' advice for cross-field rules: shape the generated case (its `map_body` hook does
-    the same). Only schema-valid cases come here; the service refuses a backwards window with 400.
-    """
-    filters = case.body.get("filters") if isinstance(case.body, dict) else None
-    if isinstance(filters, dict) and filters.get("from") and filters.get("to"):
-        start, end = (export_jobs._parse_moment(name, filters[name]) for name in ("from", "to"))
-        if export_jobs._bound(start, end=False) >= export_jobs._bound(end, end=True):
-            del filters["to"]
-    return case
-
-
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
 def test_every_operation_passes_every_schemathesis_check(served: tuple, method: str, path: str) -> None:
     schema, seeded = served
@@ -97,3 +87,22 @@ def test_every_operation_passes_every_schemathesis_check(served: tuple, method: 
     fuzz()
     print(f"{method} {path}: {dict(sorted(statuses.items()))}")  # shown with -s: which answers were exercised
     assert statuses and all(code < 500 for code in statuses)
+
+
+CLI_EXAMPLES = max(1, MAX_EXAMPLES // 4)  # the CLI adds a coverage phase and a stateful one of its own
+
+
+def test_the_schemathesis_command_with_all_checks_passes(served: tuple, tmp_path, live_server: object) -> None:
+    """`st run --checks all` as CI would run it by hand: every phase (examples, coverage, fuzzing, stateful)."""
+    _, seeded = served
+    config = tmp_path / "schemathesis.toml"
+    pinned = "\n".join(f'"path.{name}" = {json.dumps(value)}' for name, value in seeded.items())
+    config.write_text(f'headers = {{ Authorization = "Token {TOKEN}" }}\n\n[parameters]\n{pinned}\n')
+    command = [str(Path(sys.executable).with_name("st")), "--config-file", str(config), "run",
+               f"{live_server.url}/api/schema/", "--checks", "all", "--max-examples", str(CLI_EXAMPLES),
+               "--workers", "1", "--no-shrink", "--request-timeout", "10", "--seed", "0"]  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "maps.tests.schemathesis_hooks", "PYTHONPATH": str(root)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, env=env, cwd=root)
+    print(result.stdout[-4000:])  # shown with -s: the phases, operations and checks it ran
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
