@@ -103,6 +103,7 @@ def test_the_schemathesis_command_with_all_checks_passes(served: tuple, tmp_path
                "--workers", "1", "--no-shrink", "--request-timeout", "10", "--seed", "0"]  # fmt: skip
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "maps.tests.schemathesis_hooks", "PYTHONPATH": str(root)}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, env=env, cwd=root)
+    # Run from tmp_path: the command writes its cache (.schemathesis/) where it runs.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, env=env, cwd=tmp_path)
     print(result.stdout[-4000:])  # shown with -s: the phases, operations and checks it ran
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
