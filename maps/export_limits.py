@@ -71,6 +71,10 @@ def quota_usage(user: AbstractBaseUser, *, now: datetime | None = None) -> Quota
     )  # fmt: skip
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _in(seconds: float) -> str:
     minutes = max(1, math.ceil(seconds / 60))
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
@@ -90,13 +94,13 @@ def check_quota(user: AbstractBaseUser, *, now: datetime | None = None) -> Quota
         freeing = window.values_list("created_at", flat=True)[usage.max_per_day - 1]
         wait = max(1, math.ceil((freeing + DAY - now).total_seconds()))
         raise ExportQuotaExceeded(
-            f"You have started {usage.last_day} exports in the last 24 hours, the most allowed "
+            f"You have started {_count(usage.last_day, 'export')} in the last 24 hours, the most allowed "
             f"(EXPORT_MAX_PER_DAY = {usage.max_per_day}); you can start the next one in {_in(wait)}.",
             retry_after=wait, usage=usage,
         )  # fmt: skip
     if usage.max_running and usage.running >= usage.max_running:
         raise ExportQuotaExceeded(
-            f"{usage.running} of your exports are still running, the most allowed at once "
+            f"{_count(usage.running, 'export')} of yours still running is the most allowed at once "
             f"(EXPORT_MAX_RUNNING = {usage.max_running}); start this one when one of them has finished.",
             retry_after=RUNNING_RETRY_SECONDS, usage=usage,
         )  # fmt: skip

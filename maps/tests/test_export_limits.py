@@ -82,7 +82,7 @@ def test_too_many_unfinished_exports_is_a_429_until_one_finishes(settings, world
     past_export(world, age=timedelta(minutes=2), status=Export.Status.RUNNING, started_at=timezone.now())
     answer = start_export(world)
     assert answer.status_code == 429 and answer["Retry-After"] == "30"
-    assert "2 of your exports are still running" in answer.json()["detail"]
+    assert "2 exports of yours still running is the most allowed at once" in answer.json()["detail"]
     Export.objects.filter(pk=queued.pk).update(status=Export.Status.FAILED, error="x", finished_at=timezone.now())
     Export.objects.filter(status=Export.Status.RUNNING).update(
         started_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 1)  # its worker is gone
