@@ -160,6 +160,11 @@ EXPORT_ROOT = env.path("EXPORT_ROOT", default=BASE_DIR / "var" / "exports")
 # An export covers rounds finalised up to this many seconds before it starts: a round stamped just
 # before the start but committed just after it is then the next increment's, never nobody's.
 EXPORT_SETTLE_SECONDS = env_int("EXPORT_SETTLE_SECONDS", 10, minimum=0)
+# Per researcher, through the API and the dashboard (maps/export_limits.py): exports unfinished at once, and
+# started in any 24 hours; 0 = no limit. Exports older than the retention period lose their files (0 = kept).
+EXPORT_MAX_RUNNING = env_int("EXPORT_MAX_RUNNING", 2, minimum=0)
+EXPORT_MAX_PER_DAY = env_int("EXPORT_MAX_PER_DAY", 20, minimum=0)
+EXPORT_RETENTION_DAYS = env_int("EXPORT_RETENTION_DAYS", 30, minimum=0)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -225,6 +230,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "maps.tasks.sweep_stale_maps_task",
         "schedule": float(env_int("MAP_SWEEP_EVERY_S", 60, minimum=1)),
     },
+    "delete-expired-exports": {"task": "maps.tasks.delete_expired_exports_task", "schedule": 3600.0},
 }
 CACHES: dict[str, Any] = {
     "default": (
@@ -264,6 +270,9 @@ GAME_RATE_LIMIT_ADDRESS_FACTOR = env_int("RATE_LIMIT_ADDRESS_FACTOR", 20, minimu
 # --- Model server -------------------------------------------------------------------------
 MODEL_SERVER_URL = env_url("MODEL_SERVER_URL", "http://127.0.0.1:8001", {"http", "https"})
 MODEL_SERVER_TIMEOUT_MS = env_int("MODEL_SERVER_TIMEOUT_MS", 1500, minimum=1)
+# The bearer token of the model server's repository endpoints (load, activate, unload): the same .env
+# feeds the model server. Required when DEBUG is off (system check clickme.E001, games/checks.py).
+MODEL_SERVER_ADMIN_TOKEN = env.str("MODEL_SERVER_ADMIN_TOKEN", default="").strip()
 
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -272,13 +281,25 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    # JSON only, size- and depth-checked before parsing (games/api_input.py): any other body is 415.
+    "DEFAULT_PARSER_CLASSES": ["games.api_input.StrictJSONParser"],
+    "EXCEPTION_HANDLER": "games.api_input.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "maps.pagination.StrictPageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "maps.schema.ResearcherApiSchema",  # every error answer documented too
     # Which address the rate limits count: the proxy's X-Forwarded-For entry behind one, else the peer.
     "NUM_PROXIES": 1 if BEHIND_TLS_PROXY else 0,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "ClickMe researcher API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ClickMe researcher API",
+    "VERSION": "1.0.0",
+    # What Django's path converters really match, so the schema promises no URL that is not routed.
+    "PATH_CONVERTER_OVERRIDES": {
+        "slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
+        "int": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "path": {"type": "string", "minLength": 1},
+    },
+}
 
 # --- Auth ---------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView
 
 from maps.urls import api_urlpatterns
@@ -25,3 +27,18 @@ urlpatterns = [
 ]
 if settings.DEBUG:
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 for a URL no route matches: JSON under /api/ (as the APIs' own 404s), the HTML page elsewhere.
+
+    A client of the researcher API reads {"detail"}, the game's browser code {"error"} (docs/game-api.md).
+    """
+    if request.path.startswith("/api/researcher/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "not found"}, status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = not_found

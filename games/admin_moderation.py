@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.templatetags.static import static
@@ -56,10 +56,10 @@ class ReasonForm(forms.Form):
 
 
 def visible_experiments(user: object) -> QuerySet[Experiment]:
-    """Experiments this staff member may see: all for superusers and moderators, else their own."""
-    if user.is_superuser or can_moderate(user):
+    """Experiments this staff member may see: all for moderators, else `Experiment.objects.visible_to`."""
+    if can_moderate(user):
         return Experiment.objects.all()
-    return Experiment.objects.filter(Q(owner=user) | Q(researchers=user)).distinct()
+    return Experiment.objects.visible_to(user)
 
 
 class ExperimentScopedAdmin(admin.ModelAdmin):

@@ -5,6 +5,14 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
+from games.api_input import (
+    StrictChoiceField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictUUIDField,
+    is_integer,
+    json_type,
+)
 from games.models import IMAGE_SIZE, PlaySession, Round
 from games.services.rounds import rounds_done
 
@@ -13,27 +21,30 @@ MAX_SCREEN = 20_000
 
 
 class SessionStartSerializer(serializers.Serializer):
-    screen_width = serializers.IntegerField(min_value=1, max_value=MAX_SCREEN, required=False)
-    screen_height = serializers.IntegerField(min_value=1, max_value=MAX_SCREEN, required=False)
-    canvas_width = serializers.IntegerField(min_value=1, max_value=MAX_SCREEN, required=False)
-    canvas_height = serializers.IntegerField(min_value=1, max_value=MAX_SCREEN, required=False)
-    device_pixel_ratio = serializers.FloatField(min_value=0.1, max_value=10, required=False)
-    pointer_type = serializers.ChoiceField(choices=PlaySession.PointerType.choices, required=False)
+    screen_width = StrictIntegerField(min_value=1, max_value=MAX_SCREEN, required=False)
+    screen_height = StrictIntegerField(min_value=1, max_value=MAX_SCREEN, required=False)
+    canvas_width = StrictIntegerField(min_value=1, max_value=MAX_SCREEN, required=False)
+    canvas_height = StrictIntegerField(min_value=1, max_value=MAX_SCREEN, required=False)
+    device_pixel_ratio = StrictFloatField(min_value=0.1, max_value=10, required=False)
+    pointer_type = StrictChoiceField(choices=PlaySession.PointerType.choices, required=False)
 
 
 class RoundStartSerializer(serializers.Serializer):
-    session_id = serializers.IntegerField(min_value=1)
-    client_round_id = serializers.UUIDField()
+    session_id = StrictIntegerField(min_value=1)
+    client_round_id = StrictUUIDField()
 
 
 class ClickField(serializers.ListField):
-    """One bubble as [x, y, t_ms], integers, x and y inside the image."""
+    """One bubble as [x, y, t_ms], JSON integers (not "5", not 5.0), x and y inside the image."""
 
-    child = serializers.IntegerField(min_value=0, max_value=10_000_000)
+    child = StrictIntegerField(min_value=0, max_value=10_000_000)
 
     def to_internal_value(self, data: object) -> tuple[int, int, int]:
         if not isinstance(data, list) or len(data) != 3:
             raise serializers.ValidationError("each bubble must be [x, y, t_ms]")
+        for name, value in zip(("x", "y", "t_ms"), data, strict=True):
+            if not is_integer(value):  # named here: the child field would only say "0", "1" or "2"
+                raise serializers.ValidationError(f"{name} must be an integer, not {json_type(value)}")
         x, y, t_ms = super().to_internal_value(data)
         if x >= IMAGE_SIZE or y >= IMAGE_SIZE:
             raise serializers.ValidationError(f"({x}, {y}) is outside the {IMAGE_SIZE}×{IMAGE_SIZE} image")
@@ -41,17 +52,17 @@ class ClickField(serializers.ListField):
 
 
 class ClicksUploadSerializer(serializers.Serializer):
-    start_seq = serializers.IntegerField(min_value=0, max_value=10_000)
+    start_seq = StrictIntegerField(min_value=0, max_value=10_000)
     clicks = serializers.ListField(child=ClickField(), min_length=1, max_length=MAX_CLICKS_PER_UPLOAD)
 
 
 class GuessRequestSerializer(serializers.Serializer):
-    bubble_count = serializers.IntegerField(min_value=1, max_value=10_000)
+    bubble_count = StrictIntegerField(min_value=1, max_value=10_000)
 
 
 class SubmitSerializer(serializers.Serializer):
-    outcome = serializers.ChoiceField(choices=Round.Outcome.choices)
-    bubble_count = serializers.IntegerField(min_value=0, max_value=10_000)
+    outcome = StrictChoiceField(choices=Round.Outcome.choices)
+    bubble_count = StrictIntegerField(min_value=0, max_value=10_000)
 
 
 def round_state(round_: Round) -> dict:

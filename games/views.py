@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from games.access import StudyNotOpen, is_piloting, playable_experiment
 from games.identity import participant_from, remember
 from games.models import Experiment, Image, Round
+from games.services.moderation import can_moderate
 from games.services.participants import (
     ConsentRequired,
     PanelEntryRefused,
@@ -153,11 +154,17 @@ def round_image(request: HttpRequest, client_round_id: uuid.UUID) -> FileRespons
 
 
 @require_GET
-@staff_member_required
+@login_required(login_url="admin:login")
 @cache_control(private=True, max_age=3600)
 def image_crop(request: HttpRequest, image_id: int) -> FileResponse:
-    """The stored 256×256 crop of an image, for the admin and the dashboard (staff only)."""
-    image = get_object_or_404(Image, pk=image_id)
+    """The stored 256×256 crop of an image (the admin's thumbnails and replays).
+
+    Only for those who may see an experiment that shows it (`Experiment.objects.visible_to`), who
+    uploaded its set, or who moderate (they review every study's rounds); anyone else gets 404,
+    so that neither the image nor its existence leaks.
+    """
+    images = Image.objects.all() if can_moderate(request.user) else Image.objects.visible_to(request.user)
+    image = get_object_or_404(images, pk=image_id)
     if not image.crop:
         raise Http404("image has no stored crop")
     return FileResponse(image.crop.open("rb"), content_type="image/png")

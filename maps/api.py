@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from games.models import Experiment, Image, Round
 from maps.export_jobs import create_export, export_path, last_successful_export
+from maps.export_limits import EXPIRED_NOTE, ExportQuotaExceeded
 from maps.models import ClickMap, Export
 from maps.permissions import visible_experiment, visible_experiments
 from maps.serializers import (
@@ -125,6 +126,19 @@ class MapNpyApi(MapFileApi):
         return response
 
 
+class ExportQuotaReached(exceptions.APIException):
+    """429 with Retry-After (DRF's handler sets it from `wait`) and a body saying which limit and the usage."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "export_quota"
+
+    def __init__(self, refusal: ExportQuotaExceeded) -> None:
+        super().__init__(str(refusal))
+        self.wait = refusal.retry_after
+        # Set after __init__, which would turn the numbers into strings.
+        self.detail = {"detail": str(refusal), "retry_after": refusal.retry_after, "quota": refusal.usage.as_dict()}
+
+
 class ExportListCreateApi(ExperimentScoped, generics.ListAPIView):
     """The experiment's exports (GET), or start a new one (POST, answered 202 while it runs)."""
 
@@ -143,6 +157,8 @@ class ExportListCreateApi(ExperimentScoped, generics.ListAPIView):
         try:
             export = create_export(experiment=self.experiment, user=request.user, formats=data["formats"],
                                    filters=data.get("filters", {}), since=since)  # fmt: skip
+        except ExportQuotaExceeded as refusal:
+            raise ExportQuotaReached(refusal) from refusal
         except ValueError as exc:  # the service's message names the bad format or filter
             raise exceptions.ValidationError({"detail": str(exc)}) from exc
         return Response(ExportSerializer(export).data, status=status.HTTP_202_ACCEPTED)
@@ -167,6 +183,8 @@ class ExportFileApi(FileApi):
     def get(self, request: Request, export_id: int, name: str) -> FileResponse:
         visible = visible_experiments(request.user).values("pk")
         export = get_object_or_404(Export, pk=export_id, experiment__in=visible, status=Export.Status.SUCCEEDED)
+        if not export.directory and export.error == EXPIRED_NOTE:
+            raise Http404(f"this export's {EXPIRED_NOTE}")
         try:  # export_path knows only the names the export recorded, so no path from the URL reaches the disk
             handle = export_path(export, name).open("rb")
         except FileNotFoundError as exc:

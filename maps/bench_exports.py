@@ -175,7 +175,8 @@ class PeakSampler(threading.Thread):
 def measure(*, slug: str, formats: list[str], root: Path, traced: bool) -> Measurement:
     """Export one experiment into `root` and measure it (tracemalloc on only when `traced`)."""
     experiment = Experiment.objects.get(slug=slug)
-    export = create_export(experiment=experiment, user=experiment.owner, formats=formats, filters={}, enqueue=False)
+    export = create_export(experiment=experiment, user=experiment.owner, formats=formats, filters={}, enqueue=False,
+                           quota=False)  # fmt: skip
     sampler = PeakSampler()
     if traced:
         tracemalloc.start()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Q
@@ -19,12 +20,14 @@ from django.utils.dateparse import parse_date, parse_datetime
 from kombu.exceptions import OperationalError as BrokerError
 
 from games.models import Experiment
+from maps.export_limits import check_quota
 from maps.exports import FILE_NAMES, MANIFEST, QUALITY, ProgressCallback, Window, dataset_version, write_dataset
 from maps.models import Export
 
 logger = logging.getLogger(__name__)
 
-FORMATS = (*FILE_NAMES, "manifest")  # the manifest is always written; naming it is allowed
+FORMATS = (*FILE_NAMES, "manifest")  # the manifest is always written; the command may name it
+DATA_FORMATS = tuple(FILE_NAMES)  # what the API offers: the manifest comes with each of them
 FILTERS = ("from", "to", "quality")
 PROGRESS_EVERY_S = 1.0  # how often a running export writes its progress to its row
 
@@ -63,11 +66,14 @@ def _parse_moment(name: str, value: object) -> date | datetime:
 
 def _bound(moment: date | datetime, *, end: bool) -> datetime:
     # Dates are whole UTC days, inclusive at both ends; datetimes are instants, inclusive too.
-    if isinstance(moment, datetime):
-        aware = moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
-        return aware + timedelta(microseconds=1) if end else aware
-    day = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
-    return day + timedelta(days=1) if end else day
+    try:
+        if isinstance(moment, datetime):
+            aware = moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
+            return (aware + timedelta(microseconds=1) if end else aware).astimezone(UTC)
+        day = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+        return day + timedelta(days=1) if end else day
+    except OverflowError:  # within a day of year 1 or 9999: the bound is the end of time that way
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def clean_filters(filters: dict[str, Any]) -> dict[str, str]:
@@ -89,14 +95,22 @@ def clean_filters(filters: dict[str, Any]) -> dict[str, str]:
 
 
 def create_export(*, experiment: Experiment, user: AbstractBaseUser, formats: list[str], filters: dict[str, Any],
-                  since: Export | None = None, enqueue: bool = True) -> Export:  # fmt: skip
-    """Record an export job and hand it to the workers once the transaction commits."""
+                  since: Export | None = None, enqueue: bool = True, quota: bool = True) -> Export:  # fmt: skip
+    """Record an export job and hand it to the workers once the transaction commits.
+
+    With `quota` (the API and the dashboard; not the operator's `export_dataset` command), the
+    researcher's limits apply: export_limits.ExportQuotaExceeded when they are reached.
+    """
     if since is not None and (since.experiment_id != experiment.pk or since.status != Export.Status.SUCCEEDED):
         raise ExportRequestInvalid("an increment must follow a successful export of the same experiment")
-    export = Export.objects.create(
-        experiment=experiment, created_by=user, formats=clean_formats(formats), filters=clean_filters(filters),
-        since=since,
-    )  # fmt: skip
+    formats, filters = clean_formats(formats), clean_filters(filters)
+    with transaction.atomic():
+        if quota:
+            # The researcher's row, locked: two requests at once cannot both take the last place.
+            get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+            check_quota(user)
+        export = Export.objects.create(experiment=experiment, created_by=user, formats=formats, filters=filters,
+                                       since=since)  # fmt: skip
     if enqueue:
         # robust: without a broker the task runs right here, and a failed export, already recorded
         # on its row, must not turn the request that created it into a server error.

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from games.api_input import StrictBooleanField, StrictCharField, StrictChoiceField
 from games.models import Experiment, Image, Round
-from maps.export_jobs import FORMATS
+from maps.export_jobs import DATA_FORMATS
+from maps.export_limits import expires_at
 from maps.exports import QUALITY
 from maps.models import ClickMap, Export, ReliabilityReport
 
@@ -102,12 +105,20 @@ class ExportSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username")
     url = serializers.SerializerMethodField()
     files = serializers.SerializerMethodField()
+    expires_at = serializers.SerializerMethodField(
+        help_text="When the files are deleted (EXPORT_RETENTION_DAYS after creation); null when kept for ever."
+    )
 
     class Meta:
         model = Export
         fields = ["id", "url", "experiment", "created_by", "status", "formats", "filters", "parameters", "since",
                   "dataset_version", "progress", "counts", "files", "error", "created_at", "started_at",
-                  "finished_at"]  # fmt: skip
+                  "finished_at", "expires_at"]  # fmt: skip
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_expires_at(self, export: Export) -> str | None:
+        moment = expires_at(export)
+        return serializers.DateTimeField().to_representation(moment) if moment else None
 
     def get_url(self, export: Export) -> str:
         return reverse("maps:api-export", args=[export.pk])
@@ -119,25 +130,41 @@ class ExportSerializer(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]})
+class MomentField(StrictCharField):
+    """A date (YYYY-MM-DD) or an ISO 8601 datetime, as a string; the export service reads it (export_jobs)."""
+
+    def to_internal_value(self, data: object) -> str:
+        text = super().to_internal_value(data)
+        try:
+            parsed = parse_date(text) or parse_datetime(text)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise serializers.ValidationError(f"must be a date (YYYY-MM-DD) or an ISO 8601 datetime, not {text!r}")
+        return text
+
+
 class ExportFiltersSerializer(serializers.Serializer):
-    """Which rounds to export; the export service checks that the dates parse and come in order."""
+    """Which rounds to export; the export service checks that "from" comes before "to"."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # Built here because "from" is a Python keyword and cannot be a class attribute.
         moment = "A date (YYYY-MM-DD, whole UTC day) or an ISO 8601 datetime; inclusive."
         return {
-            "from": serializers.CharField(required=False, max_length=64, help_text=moment),
-            "to": serializers.CharField(required=False, max_length=64, help_text=moment),
-            "quality": serializers.ChoiceField(choices=list(QUALITY), default="valid"),
+            "from": MomentField(required=False, max_length=64, help_text=moment),
+            "to": MomentField(required=False, max_length=64, help_text=moment),
+            "quality": StrictChoiceField(choices=list(QUALITY), default="valid"),
         }
 
 
 class ExportCreateSerializer(serializers.Serializer):
-    """What to export: formats (a manifest with checksums is always added) and filters."""
+    """What to export: data formats (the manifest with checksums is always added: not one to name) and filters."""
 
-    formats = serializers.ListField(child=serializers.ChoiceField(choices=FORMATS), min_length=1)
+    formats = serializers.ListField(child=StrictChoiceField(choices=DATA_FORMATS), min_length=1,
+                                    max_length=len(DATA_FORMATS))  # fmt: skip
     filters = ExportFiltersSerializer(required=False)
-    since_last = serializers.BooleanField(
+    since_last = StrictBooleanField(
         default=False, help_text="Only rounds submitted after this experiment's last successful export."
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
+from maps.export_limits import delete_expired_exports
 from maps.services import build_click_map, retire_converged_images
 from maps.sweep import enqueue_stale_maps
 
@@ -27,3 +28,9 @@ def build_click_map_task(experiment_id: int, image_id: int) -> None:
 def sweep_stale_maps_task() -> None:
     """Periodically rebuild maps whose build task was lost (maps/sweep.py)."""
     enqueue_stale_maps()
+
+
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=30, max_retries=3)
+def delete_expired_exports_task() -> None:
+    """Celery beat, hourly: delete the files of exports past EXPORT_RETENTION_DAYS (idempotent, no arguments)."""
+    delete_expired_exports()

@@ -32,7 +32,8 @@ from games.services.studies import (
     set_status,
 )
 from maps import dashboard
-from maps.export_jobs import FORMATS
+from maps.export_jobs import DATA_FORMATS
+from maps.export_limits import quota_usage
 from maps.forms import ImageSetUploadForm, StatusForm, StudyForm
 from maps.permissions import changeable_experiment, own_image_sets, visible_experiment, visible_experiments
 
@@ -96,7 +97,9 @@ def _detail_context(request: HttpRequest, experiment: Experiment, problems: list
         "reliability": dashboard.reliability_summary(experiment),
         "gallery": Paginator(dashboard.gallery_images(experiment), GALLERY_PAGE).get_page(request.GET.get("page")),
         "exports": experiment.exports.select_related("created_by")[:RECENT_EXPORTS],
-        "formats": [(name, FORMAT_LABELS.get(name, name)) for name in FORMATS if name != "manifest"],
+        "formats": [(name, FORMAT_LABELS.get(name, name)) for name in DATA_FORMATS],
+        "quota": quota_usage(request.user),
+        "retention_days": settings.EXPORT_RETENTION_DAYS,
         "config": {"exports_url": reverse("maps:api-exports", args=[slug]), "poll_ms": 1000},
     }
     return context

@@ -74,11 +74,35 @@ def test_debug_works_without_a_secret_key_for_development() -> None:
     assert result.stdout.split()[0] == "True" and result.stdout.split()[3] == "False"
 
 
+def production_env(**extra: str) -> dict[str, str]:
+    return {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "example.org",
+            "MODEL_SERVER_ADMIN_TOKEN": secrets.token_urlsafe(32), **extra}  # fmt: skip
+
+
 def test_the_deployment_checklist_is_clean_with_production_settings() -> None:
-    env = {"SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "example.org"}
-    result = django_process(env, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    result = django_process(production_env(), "manage.py", "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+@pytest.mark.parametrize(
+    "token, message",
+    [("", "MODEL_SERVER_ADMIN_TOKEN is not set"),
+     ("change-me-to-a-random-token-python-c-import-secrets-token-urlsafe-32", "still the placeholder"),
+     ("short", "MODEL_SERVER_ADMIN_TOKEN has 5 characters")],
+    ids=["unset", "placeholder", "short"],
+)  # fmt: skip
+def test_the_deployment_checklist_requires_the_model_server_token(token: str, message: str) -> None:
+    result = django_process(production_env(MODEL_SERVER_ADMIN_TOKEN=token), "manage.py", "check", "--deploy",
+                            "--fail-level", "WARNING")  # fmt: skip
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_development_needs_no_model_server_token() -> None:
+    env = {"DEBUG": "1", "MODEL_SERVER_ADMIN_TOKEN": ""}
+    result = django_process(env, "manage.py", "check", "--deploy")
+    assert "MODEL_SERVER_ADMIN_TOKEN" not in result.stdout + result.stderr
 
 
 def model_server_variables() -> set[str]:
@@ -94,6 +118,6 @@ def test_env_example_lists_every_variable_the_settings_read() -> None:
     listed = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), flags=re.M))
     assert read, "found no variables in settings.py"
     assert read - listed == set(), "variables missing from .env.example"
-    # The model server (same .env in docker compose) reads its own; the one production needs is listed.
-    assert "MODEL_SERVER_ADMIN_TOKEN" in listed
+    # The model server (same .env in docker compose) reads its own; the token is read by both.
+    assert "MODEL_SERVER_ADMIN_TOKEN" in read
     assert listed - read - model_server_variables() == set(), ".env.example lists variables nothing reads"

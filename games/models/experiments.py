@@ -6,6 +6,7 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
@@ -55,6 +56,17 @@ def _mask_path(image: Image, filename: str) -> str:
     return f"images/masks/{image.checksum[:2]}/{image.checksum}.png"
 
 
+class ImageQuerySet(models.QuerySet):
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> ImageQuerySet:
+        """Images of an experiment the user may see (`Experiment.objects.visible_to`), or of a set they uploaded."""
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        sets = Experiment.objects.visible_to(user).values("image_set_id")
+        return self.filter(Q(image_set_id__in=sets) | Q(image_set__owner_id=user.pk))
+
+
 class Image(models.Model):
     """One stimulus: the 256×256 centre crop players see, its original, and an optional mask."""
 
@@ -83,6 +95,8 @@ class Image(models.Model):
     # services that change it: the sampler orders thousands of images by it on every round.
     valid_rounds = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ImageQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -148,6 +162,21 @@ class PartnerModelVersion(models.Model):
 
 def _new_pilot_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+class ExperimentQuerySet(models.QuerySet):
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> ExperimentQuerySet:
+        """The experiments whose data a user may see: their own, those they were added to; a superuser all.
+
+        The one rule of who sees a study's data (researcher API, dashboard, admin, image files).
+        """
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        # A subquery rather than a join on `researchers`, so no row comes back twice and no DISTINCT is needed.
+        shared = Experiment.researchers.through.objects.filter(user_id=user.pk).values("experiment_id")
+        return self.filter(Q(owner_id=user.pk) | Q(pk__in=shared))
 
 
 class Experiment(models.Model):
@@ -218,6 +247,8 @@ class Experiment(models.Model):
     pilot_token = models.CharField(max_length=64, default=_new_pilot_token, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = ExperimentQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(bubble_size__gte=1, bubble_size__lte=256), name="exp_bubble_size"),
@@ -258,9 +289,9 @@ class Experiment(models.Model):
             "min_probability": self.recognition_min_probability,  # None: automatic (games/recognition.py)
         }
 
-    def can_be_seen_by(self, user: AbstractBaseUser) -> bool:
-        """Researchers see only experiments they own or were added to."""
-        return user.is_superuser or self.owner_id == user.pk or self.researchers.filter(pk=user.pk).exists()
+    def can_be_seen_by(self, user: AbstractBaseUser | AnonymousUser) -> bool:
+        """Researchers see only experiments they own or were added to (`Experiment.objects.visible_to`)."""
+        return Experiment.objects.visible_to(user).filter(pk=self.pk).exists()
 
 
 class Contest(models.Model):

@@ -9,10 +9,12 @@ const list = document.getElementById("export-list");
 const statusLine = document.getElementById("export-status");
 const FINISHED = new Set(["succeeded", "failed"]);
 
-// DRF answers {"detail": "..."} or {"field": ["..."]}; flatten either into one sentence.
+// DRF answers {"detail": "..."} (with more keys on a 429: retry_after, quota) or {"field": ["..."]};
+// flatten either into one sentence.
 function message(error) {
   const body = error instanceof ApiError ? error.body : null;
   if (!body || typeof body !== "object") return error.message;
+  if (typeof body.detail === "string") return body.detail;
   return Object.entries(body)
     .map(([field, value]) => (field === "detail" ? String(value) : `${field}: ${[].concat(value).join(" ")}`))
     .join("; ");

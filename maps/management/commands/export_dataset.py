@@ -56,7 +56,7 @@ class Command(BaseCommand):
         filters = {name: value for name, value in filters.items() if value}
         try:
             export = create_export(experiment=experiment, user=user, formats=options["formats"], filters=filters,
-                                   since=since, enqueue=False)  # fmt: skip
+                                   since=since, enqueue=False, quota=False)  # fmt: skip
         except ExportRequestInvalid as exc:
             raise CommandError(str(exc)) from exc
         export = self._run(export, options)
