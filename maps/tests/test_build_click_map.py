@@ -182,8 +182,9 @@ def test_selection_rule(experiment, image) -> None:
     RoundFactory(experiment=experiment, image=image)  # still playing
     scored_round(experiment=ExperimentFactory(image_set=experiment.image_set), image=image, clicks=[(7, 7)] * 4)
 
-    assert set(map_rounds(experiment_id=experiment.pk, image_id=image.pk)) == set(kept)
-    result = build_click_map(experiment_id=experiment.pk, image_id=image.pk)
+    first_counting = MapParameters(selection_recipe="first-counting")  # the recipe this test was written for
+    assert set(map_rounds(experiment_id=experiment.pk, image_id=image.pk, params=first_counting)) == set(kept)
+    result = build_click_map(experiment_id=experiment.pk, image_id=image.pk, params=first_counting)
     assert (result.participant_count, result.click_count) == (3, 7)
     counts = counts_array(result)
     assert counts[4, 4] == 3 and counts[2, 2] == counts[5, 5] == 1 and counts[7, 7] == counts[9, 9] == counts[1, 1] == 0

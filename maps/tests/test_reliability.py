@@ -13,7 +13,8 @@ from games.tests.factories import ExperimentFactory, ImageFactory
 from maps.bench_maps import demo_masks, simulate
 from maps.heatmap import MapParameters
 from maps.models import ClickMap, ReliabilityReport
-from maps.reliability import auc_rows, spearman_rows, split_half
+from maps.reliability import mean_iou_rows as auc_rows
+from maps.reliability import spearman_rows, split_half
 from maps.services import build_click_map, compute_reliability, retire_converged_images
 from maps.tests.factories import scored_round
 
