@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from games.imaging import png_bytes
 from games.models import Click, Experiment, Image, Round
-from maps.heatmap import SELECTIONS, MapParameters, click_maps, count_histograms, overlay
+from maps.heatmap import SELECTIONS, MapParameters, click_maps, count_histograms, overlay, raw_maps
 from maps.models import ClickMap, ReliabilityReport
 from maps.reliability import (
     MIN_PARTICIPANTS,
@@ -242,6 +242,19 @@ def heatmap_array(click_map: ClickMap) -> np.ndarray:
     return _load_npy(click_map.heatmap)
 
 
+def raw_map_array(click_map: ClickMap) -> np.ndarray:
+    """The published map unscaled, float32 (H, W): the blurred mean of its participants' counts (as the lab saves).
+
+    Recomputed from the stored counts with the map's parameters, so it is exactly the map before
+    its min-max; ValueError for a map without enough participants.
+    """
+    if not click_map.heatmap:
+        raise ValueError(f"{click_map} has no heatmap yet: fewer than its minimum participants")
+    params = MapParameters.from_dict(click_map.parameters)
+    counts = counts_array(click_map)[None]
+    return raw_maps(counts, np.array([click_map.participant_count]), params)[0].astype(np.float32)
+
+
 def counts_array(click_map: ClickMap) -> np.ndarray:
     """The stored summed bubble-centre counts, int32 (H, W)."""
     if not click_map.counts:
@@ -451,6 +464,7 @@ __all__ = [
     "map_rounds",
     "missing_maps",
     "overlay_png",
+    "raw_map_array",
     "rebuild_maps",
     "reliability_warnings",
     "retire_converged_images",

@@ -41,8 +41,11 @@ FORMAT_LABELS = {
     "clicks_parquet": "Clicks (Parquet)",
     "points_coco": "Points (COCO JSON)",
     "maps_npz": "Maps (NumPy .npz)",
-    "maps_hdf5": "Maps (HDF5, lab layout)",
+    "maps_hdf5": "Maps (HDF5, scaled to [0, 1])",
     "overlays_png": "Overlays (PNG zip)",
+    "maps_raw_npz": "Unscaled maps (NumPy .npz)",
+    "maps_lab_hdf5": "Maps for serre-lab's scripts (HDF5, unscaled)",
+    "clicks_lab_csv": "Clicks for serre-lab's scripts (CSV)",
 }
 GALLERY_PAGE = 24  # tiles per gallery page: a few screens of 256 px images
 RECENT_EXPORTS = 10
