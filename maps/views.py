@@ -99,7 +99,11 @@ def _detail_context(request: HttpRequest, experiment: Experiment, problems: list
         "reliability": dashboard.reliability_summary(experiment),
         "gallery": Paginator(dashboard.gallery_images(experiment), GALLERY_PAGE).get_page(request.GET.get("page")),
         "exports": experiment.exports.select_related("created_by")[:RECENT_EXPORTS],
-        "formats": [(name, FORMAT_LABELS.get(name, name)) for name in FORMATS if name != "manifest"],
+        "formats": [
+            (name, FORMAT_LABELS.get(name, name), name not in dashboard.LAB_FORMATS)
+            for name in FORMATS
+            if name != "manifest"
+        ],
         "config": {"exports_url": reverse("maps:api-exports", args=[slug]), "poll_ms": 1000},
     }
     return context
