@@ -223,12 +223,20 @@ def split_half(
     iterations: int,
     rng: np.random.Generator,
     options: ReliabilityOptions | None = None,
+    *,
+    scored: np.ndarray | None = None,
+    partners: np.ndarray | None = None,
 ) -> SplitHalf:
     """Ceiling and floor of several images from raw clicks, by the recipe in `options` (default: the lab's).
 
     `owner_image[p]` is the image (0 … n-1) of participant p, and `click_owner[c]` the
     participant of click c at (xs[c], ys[c]). Needs at least two images (the floor's partner
     is another of them), each with `options.needed(params)` participants or more.
+
+    `scored` picks the images to score (default all; the results follow its order), and
+    `partners[k]` the floor's partner image of `scored[k]` (for the "per-image" partner; default:
+    drawn here first, `(i + rng.integers(1, n, n)) % n` over all n images, then kept for every
+    split). Images that are only partners give their second halves to the floor.
     """
     options = options or RELIABILITY_RECIPES["lab"]
     owner_image, click_owner = np.asarray(owner_image, np.int64), np.asarray(click_owner, np.int64)
@@ -237,25 +245,31 @@ def split_half(
     needed = options.needed(params)
     if n < 2 or np.bincount(owner_image, minlength=n).min() < needed:
         raise ValueError(f"need two or more images with at least {needed} participants each")
-    click_image = owner_image[click_owner]
+    scored = np.arange(n) if scored is None else np.asarray(scored, np.int64)
     # The lab draws each image's partner once, before its splits; clickme-v1 drew one per split.
-    fixed_partner = (np.arange(n) + rng.integers(1, n, size=n)) % n  # never the image itself
-    scores = np.empty((4, iterations, n))
+    if partners is None:
+        fixed_partner = ((np.arange(n) + rng.integers(1, n, size=n)) % n)[scored]  # never the image itself
+    else:
+        fixed_partner = np.asarray(partners, np.int64)
+        if fixed_partner.shape != scored.shape or (fixed_partner == scored).any():
+            raise ValueError("each scored image needs one partner, another image")
+    click_image = owner_image[click_owner]
+    scores = np.empty((4, iterations, len(scored)))
     for t in range(iterations):
         weights, totals = _weights(owner_image, n, options, rng)
         first, second = (
             _weighted_histograms(click_image, weights[h][click_owner], xs, ys, n, params.image_size) for h in (0, 1)
         )
-        if options.overlap == "iou-auc":  # the lab scores its unscaled blurred means
-            maps_a, maps_b = raw_maps(first, totals[0], params), raw_maps(second, totals[1], params)
-        else:
-            maps_a, maps_b = click_maps(first, totals[0], params), click_maps(second, totals[1], params)
-        maps_a, maps_b = centre_crop(maps_a, options.crop), centre_crop(maps_b, options.crop)
-        partner = fixed_partner if options.partner == "per-image" else (np.arange(n) + rng.integers(1, n, size=n)) % n
+        build = raw_maps if options.overlap == "iou-auc" else click_maps  # the lab scores its unscaled blurred means
+        maps_a = centre_crop(build(first[scored], totals[0][scored], params), options.crop)
+        maps_b = centre_crop(build(second, totals[1], params), options.crop)
+        partner = fixed_partner
+        if options.partner == "per-split":
+            partner = (scored + rng.integers(1, n, size=len(scored))) % n
         ranks_a, ranks_b = _ranks(maps_a), _ranks(maps_b)
-        scores[0, t] = np.einsum("ij,ij->i", ranks_a, ranks_b)
+        scores[0, t] = np.einsum("ij,ij->i", ranks_a, ranks_b[scored])
         scores[1, t] = np.einsum("ij,ij->i", ranks_a, ranks_b[partner])
-        scores[2, t] = _overlap(options, maps_a, maps_b)
+        scores[2, t] = _overlap(options, maps_a, maps_b[scored])
         scores[3, t] = _overlap(options, maps_a, maps_b[partner])
     return SplitHalf(*np.nanmean(scores, axis=1))
 

@@ -325,8 +325,9 @@ def compute_reliability(
     with fewer selected participants than the recipe needs are skipped. Per-image values go on
     ClickMap.split_half_*; the report keeps the overall means and, in parameters["per_image"], rows
     [image id, participants, ceiling ρ, floor ρ, ceiling overlap, floor overlap]; parameters also
-    record the recipe, the selection recipe of the maps and the warnings. The floor's other image
-    is drawn from the same chunk of CHUNK images.
+    record the recipe, the selection recipe of the maps and the warnings. The lab's recipe draws
+    each image's floor partner once among all scored images; clickme-v1 draws one per split among
+    the same chunk of CHUNK images.
     """
     params = params or experiment_parameters(experiment_id)
     if options is None:
@@ -341,20 +342,32 @@ def compute_reliability(
     if len(image_ids) < 2:
         raise ValueError(f"need two or more images with at least {needed} participants each")
     rng = np.random.default_rng(seed)
+    eligible = np.array(image_ids)
+    # The lab draws each image's floor partner once among all images; drawn first, so the seed fixes them.
+    partner_of = None
+    if options.partner == "per-image":
+        drawn = (np.arange(len(eligible)) + rng.integers(1, len(eligible), size=len(eligible))) % len(eligible)
+        partner_of = dict(zip(eligible.tolist(), eligible[drawn].tolist(), strict=True))
+    # A chunk's partners join it, so a chunk holds at most CHUNK images either way.
+    size = CHUNK // 2 if partner_of else CHUNK
     rows: list[list[float]] = []
-    for chunk in np.array_split(np.array(image_ids), -(-len(image_ids) // CHUNK)):
-        index = {int(pk): i for i, pk in enumerate(chunk)}
-        rounds, clicks = _selected_clicks(experiment_id, list(index), params)
+    for chunk in np.array_split(eligible, -(-len(eligible) // size)):
+        scored_ids = [int(pk) for pk in chunk]
+        members = sorted(set(scored_ids) | ({partner_of[pk] for pk in scored_ids} if partner_of else set()))
+        index = {pk: i for i, pk in enumerate(members)}
+        rounds, clicks = _selected_clicks(experiment_id, members, params)
         round_ids = np.array([pk for pk, _, _ in rounds], dtype=np.int64)
         owner_image = np.array([index[image_id] for _, image_id, _ in rounds], dtype=np.int64)
+        scored = np.array([index[pk] for pk in scored_ids])
+        partners = np.array([index[partner_of[pk]] for pk in scored_ids]) if partner_of else None
         result = split_half(
             owner_image, np.searchsorted(round_ids, clicks[:, 0]), clicks[:, 1], clicks[:, 2], params, iterations, rng,
-            options,
+            options, scored=scored, partners=partners,
         )  # fmt: skip
         counts = np.bincount(owner_image, minlength=len(index))
         rows += [
-            [int(pk), int(counts[i]), *(float(getattr(result, name)[i]) for name in SplitHalf.__dataclass_fields__)]
-            for pk, i in index.items()
+            [pk, int(counts[index[pk]]), *(float(getattr(result, name)[k]) for name in SplitHalf.__dataclass_fields__)]
+            for k, pk in enumerate(scored_ids)
         ]
     table = np.array([row[2:] for row in rows], dtype=np.float64)
     # A flat half-map has no rank correlation (NaN): JSON and the database get null instead.

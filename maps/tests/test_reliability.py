@@ -136,3 +136,27 @@ def test_images_whose_reliability_has_plateaued_retire() -> None:
     experiment.save()
     Image.objects.filter(pk=settled.pk).update(state=Image.State.ACTIVE)
     assert retire_converged_images(experiment_id=experiment.pk) == 0
+
+
+def test_the_floor_uses_the_partner_it_is_given_and_only_scored_images_are_scored() -> None:
+    """Image 1 repeats image 0's trails, image 2 is another object: the floor of 0 follows its partner."""
+    sim = simulate(demo_masks(2), 8, clicks=40, seed=4)
+    first = sim.owner_image == 0
+    owners = np.concatenate([sim.owner_image, np.full(first.sum(), 2)])  # image 2 := a copy of image 0
+    copied = np.isin(sim.click_owner, np.flatnonzero(first))
+    renumber = np.cumsum(first) - 1 + len(sim.owner_image)  # copied participants get new numbers
+    click_owner = np.concatenate([sim.click_owner, renumber[sim.click_owner[copied]]])
+    xs, ys = np.concatenate([sim.xs, sim.xs[copied]]), np.concatenate([sim.ys, sim.ys[copied]])
+    rng = np.random.default_rng(0)
+    twin = split_half(
+        owners, click_owner, xs, ys, MapParameters(), 30, rng, scored=np.array([0]), partners=np.array([2])
+    )
+    other = split_half(
+        owners, click_owner, xs, ys, MapParameters(), 30, rng, scored=np.array([0]), partners=np.array([1])
+    )
+    assert twin.ceiling_spearman.shape == other.floor_spearman.shape == (1,)
+    # The copy's half is split independently, so it shares participants with image 0's half: at least the ceiling.
+    assert twin.floor_spearman[0] > twin.ceiling_spearman[0] - 0.02
+    assert other.floor_spearman[0] < twin.floor_spearman[0] - 0.2
+    with pytest.raises(ValueError, match="another image"):
+        split_half(owners, click_owner, xs, ys, MapParameters(), 1, rng, scored=np.array([0]), partners=np.array([0]))
