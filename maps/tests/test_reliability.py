@@ -160,3 +160,21 @@ def test_the_floor_uses_the_partner_it_is_given_and_only_scored_images_are_score
     assert other.floor_spearman[0] < twin.floor_spearman[0] - 0.2
     with pytest.raises(ValueError, match="another image"):
         split_half(owners, click_owner, xs, ys, MapParameters(), 1, rng, scored=np.array([0]), partners=np.array([0]))
+
+
+@pytest.mark.django_db
+def test_images_scored_in_several_chunks_keep_partners_from_other_chunks(monkeypatch) -> None:
+    experiment = ExperimentFactory()
+    masks = demo_masks(4)
+    sim = simulate(masks, 6, clicks=30, seed=5)
+    images = [ImageFactory(image_set=experiment.image_set) for _ in masks]
+    for owner, image_index in enumerate(sim.owner_image):
+        mine = sim.click_owner == owner
+        scored_round(experiment=experiment, image=images[image_index],
+                     clicks=list(zip(sim.xs[mine].tolist(), sim.ys[mine].tolist(), strict=True)))  # fmt: skip
+    whole = compute_reliability(experiment_id=experiment.pk, iterations=4, seed=1)
+    monkeypatch.setattr("maps.services.CHUNK", 2)  # one scored image per chunk, with its partner beside it
+    chunked = compute_reliability(experiment_id=experiment.pk, iterations=4, seed=1)
+    assert [row[:2] for row in chunked.parameters["per_image"]] == [row[:2] for row in whole.parameters["per_image"]]
+    assert all(row[2] > row[3] for row in chunked.parameters["per_image"])  # each ceiling above its floor
+    assert abs(chunked.ceiling_spearman - whole.ceiling_spearman) < 0.05
