@@ -21,7 +21,7 @@ partner every split, and images with 4 participants or more.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.stats import rankdata
@@ -69,11 +69,6 @@ class ReliabilityOptions:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> ReliabilityOptions:
-        names = {field.name for field in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
 
 
 RELIABILITY_RECIPES = {

@@ -209,8 +209,8 @@ def rebuild_maps(
                     groups: dict[MapParameters, list[int]] = defaultdict(list)
                     for image_id in chunk:  # maps keep the parameters they were recorded with
                         groups[params or MapParameters.from_dict(maps[image_id].parameters)].append(image_id)
-                    for params, group in groups.items():
-                        _build_chunk(pk, group, params, maps)
+                    for recorded, group in groups.items():
+                        _build_chunk(pk, group, recorded, maps)
                 built += len(chunk)
                 bar.update(len(chunk))
     return built
