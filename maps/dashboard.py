@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -12,8 +13,16 @@ from django.utils import timezone
 
 from games.models import Experiment, Image, Round
 from maps.models import ClickMap
+from maps.reliability import OVERLAP_LABELS
+from maps.services import experiment_parameters, reliability_warnings
 
-PUBLISHED_CEILING = 0.65753  # ImageNet ClickMe split-half Spearman (SPEC §4), drawn as a reference line
+# The published split-half Spearman ceiling of ImageNet ClickMe (docs/maps-and-reliability.md). It is a
+# reference only for studies of ImageNet ClickMe images, so it is drawn only for those.
+PUBLISHED_CEILING = 0.65753
+# ImageNet file names (ILSVRC2012_val_00001234.JPEG, n01440764_10026.JPEG), optionally under folders.
+IMAGENET_NAME = re.compile(r"(?:^|/)(?:ILSVRC2012_(?:val|test)_\d{8}|n\d{8}_\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
+# Files for serre-lab's scripts (docs/maps-and-reliability.md): offered, but not ticked by default.
+LAB_FORMATS = ("maps_raw_npz", "maps_lab_hdf5", "clicks_lab_csv")
 MAX_DAYS = 60  # the daily charts stay readable up to about this many bars
 
 
@@ -111,7 +120,8 @@ def image_progress(experiment: Experiment) -> dict:
         segments.append({"class": name, "count": count, "x": round(offset, 2), "width": round(width, 2)})
         offset += width
     return {"total": total, "target": target, "at_target": at_target, "started": started,
-            "not_started": not_started, "segments": segments, "chart": bar_chart(series, max_labels=12)}  # fmt: skip
+            "not_started": not_started, "segments": segments, "chart": bar_chart(series, max_labels=12),
+            "map_minimum": experiment_parameters(experiment.pk).min_participants}  # fmt: skip
 
 
 def _days(experiment: Experiment, today: date) -> list[date]:
@@ -148,8 +158,20 @@ def active_participants_per_day(experiment: Experiment, *, today: date | None = 
     return _per_day(experiment, Count("participant", distinct=True), today)
 
 
+def uses_imagenet_clickme(experiment: Experiment) -> bool:
+    """Whether every (non-catch) image of the study is an ImageNet image by its file name: only then does
+    the published ImageNet ClickMe ceiling compare with the study's own."""
+    names = Image.objects.filter(image_set=experiment.image_set, is_catch_trial=False).values_list("name", flat=True)
+    found = False
+    for name in names.iterator():
+        if not IMAGENET_NAME.search(name):
+            return False
+        found = True
+    return found
+
+
 def reliability_summary(experiment: Experiment) -> dict:
-    """The latest ceiling and floor, and the spread of per-image split-half Spearman values."""
+    """The latest ceiling and floor with their metric names, warnings, and the spread of per-image Spearman values."""
     report = experiment.reliability_reports.first()
     values = ClickMap.objects.filter(experiment=experiment, split_half_spearman__isnull=False).values_list(
         "split_half_spearman", flat=True
@@ -160,11 +182,19 @@ def reliability_summary(experiment: Experiment) -> dict:
     per_image = bar_chart([(f"{low / 10:.1f}", n) for low, n in enumerate(histogram)], width=540, max_labels=10)
     summary = {"report": report, "image_count": len(values), "per_image": per_image}
     if report is not None:
+        recipe = report.parameters.get("reliability", {})
+        overlap = OVERLAP_LABELS[recipe.get("overlap", "mean-iou")]  # reports before issue 15 scored the mean IoU
+        summary.update(overlap=overlap, recipe=recipe.get("recipe", "clickme-v1"),
+                       selection=report.parameters.get("selection_recipe", "first-counting"),
+                       warnings=report.parameters.get("warnings", reliability_warnings(report)))  # fmt: skip
         bars = [("ceiling ρ", report.ceiling_spearman), ("floor ρ", report.floor_spearman)]
         if report.ceiling_auc is not None and report.floor_auc is not None:
-            bars += [("ceiling AUC", report.ceiling_auc), ("floor AUC", report.floor_auc)]
-        summary["overall"] = bar_chart(bars, width=540, max_value=1.0,
-                                       reference=(PUBLISHED_CEILING, "ImageNet ClickMe ceiling"))  # fmt: skip
+            bars += [(f"ceiling {overlap}", report.ceiling_auc), (f"floor {overlap}", report.floor_auc)]
+        reference = None
+        if uses_imagenet_clickme(experiment):
+            reference = (PUBLISHED_CEILING, "published ImageNet ClickMe ceiling ρ")
+        summary["imagenet_reference"] = reference is not None
+        summary["overall"] = bar_chart(bars, width=540, max_value=1.0, reference=reference)
     return summary
 
 

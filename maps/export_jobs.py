@@ -21,7 +21,16 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from games.models import Experiment
 from maps.export_limits import check_quota
-from maps.exports import FILE_NAMES, MANIFEST, QUALITY, ProgressCallback, Window, dataset_version, write_dataset
+from maps.exports import (
+    FILE_NAMES,
+    MANIFEST,
+    QUALITY,
+    ProgressCallback,
+    Window,
+    dataset_version,
+    manifest_maps,
+    write_dataset,
+)
 from maps.models import Export
 
 logger = logging.getLogger(__name__)
@@ -237,14 +246,7 @@ def manifest(export: Export, *, files: list[dict], counts: dict[str, int], versi
     """What the dataset is, how it was selected and made, and a checksum of every other file in it."""
     from maps.export_writers import COLUMN_DOCS
 
-    report = export.experiment.reliability_reports.first()
-    reliability = None
-    if report is not None:
-        reliability = {
-            "computed_at": report.computed_at.isoformat(), "image_count": report.image_count,
-            "ceiling_spearman": report.ceiling_spearman, "floor_spearman": report.floor_spearman,
-            "ceiling_auc": report.ceiling_auc, "floor_auc": report.floor_auc, "parameters": report.parameters,
-        }  # fmt: skip
+    described = manifest_maps(export)  # reliability and maps entries: maps/exports.py
     since = export.since
     return {
         "dataset_version": version,
@@ -257,14 +259,10 @@ def manifest(export: Export, *, files: list[dict], counts: dict[str, int], versi
         "since": {"export_id": since.pk, "dataset_version": since.dataset_version} if since else None,
         "parameters": export.parameters,
         "counts": counts,
-        "reliability": reliability,
+        "reliability": described["reliability"],
         "participants": "pseudonymous usernames; no panel id, address or account is exported",
         "columns": COLUMN_DOCS,
-        "maps": {
-            "source": "the stored map of each image that has rounds in this selection, built from valid rounds only",
-            "hdf5": "clickmaps/<key>/clickmap, float32 256x256 in [0, 1], attributes class, participants, name",
-            "npz": "one float32 256x256 array per key; maps_index.csv says which image each key is",
-        },
+        "maps": described["maps"],
         "files": files,
     }
 

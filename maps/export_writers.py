@@ -7,6 +7,7 @@ import hashlib
 import json
 import zipfile
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,84 @@ class MapsHdf5Writer:
                 group.attrs[name] = value
 
     def close(self) -> None:
+        self._file.close()
+
+
+def lab_clicks_text(points: Iterable[tuple[int, int]]) -> str:
+    """Bubbles as `[(x, y), (x, y)]`, the notation serre-lab's current parser splits on "), (".
+
+    (Its parser reads our older `{(x,y),(x,y)}` as a single pair and drops the trial as empty.)
+    """
+    return "[" + ", ".join(f"({x}, {y})" for x, y in points) + "]"
+
+
+class LabClicksCsvWriter:
+    """clicks_lab.csv: image_path, clicks, user_id, one row per round, as serre-lab's CSV input has them."""
+
+    COLUMNS = ("image_path", "clicks", "user_id")
+
+    def __init__(self, path: Path) -> None:
+        self._handle = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(self.COLUMNS)
+
+    def add(self, image: str, points: list[tuple[int, int]], participant: str) -> None:
+        """Append one round's bubbles."""
+        self._writer.writerow([image, lab_clicks_text(points), participant])
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def lab_key(image_name: str) -> str:
+    """The lab's HDF5 name of an image's map: its name with '/' written as '_' (prepare_clickmaps.py)."""
+    return image_name.replace("/", "_")
+
+
+class LabMapsHdf5Writer:
+    """maps_lab.h5 as serre-lab's prepare_clickmaps writes its .h5, so their readers take it unchanged.
+
+    `clickmaps/<lab key>/clickmap`: the unscaled blurred mean, float32 (1, 256, 256) (one level,
+    as the lab's file has without click-count bins), with `bin_clickmaps` 1 and the attributes
+    `shape` and `original_path` (the image name) the lab writes, plus our `name`, `class`,
+    `participants`, `rounds`, `clicks`. `click_counts/<lab key>`: the number of trials in the map.
+    `metadata`: the lab's attributes (total_unique_images, total_maps, total_clickmaps,
+    filter_duplicates, creation_date, completed, compression) and the export's.
+    """
+
+    def __init__(self, path: Path, *, attrs: dict[str, Any]) -> None:
+        self._file = h5py.File(path, "w", track_order=True)
+        self._maps = self._file.create_group("clickmaps", track_order=True)
+        self._counts = self._file.create_group("click_counts", track_order=True)
+        self._metadata = self._file.create_group("metadata")
+        for name, value in attrs.items():
+            self._metadata.attrs[name] = value
+        self._total = self._trials = 0
+
+    def add(self, image: str, raw: np.ndarray, facts: dict[str, Any]) -> None:
+        """Write one image's unscaled map and its trial count."""
+        key = lab_key(image)
+        group = self._maps.create_group(key)
+        array = np.asarray(raw, dtype=np.float32)[None]
+        group.create_dataset("clickmap", data=array)
+        group.create_dataset("bin_clickmaps", data=np.asarray(1))
+        group.attrs["shape"] = array.shape
+        group.attrs["original_path"] = image
+        group.attrs["name"] = image
+        for name in ("class", "participants", "rounds", "clicks"):
+            group.attrs[name] = facts[name]
+        self._counts.create_dataset(key, data=np.asarray(facts["participants"]))
+        self._total += 1
+        self._trials += int(facts["participants"])
+
+    def close(self) -> None:
+        attrs = self._metadata.attrs
+        attrs["total_unique_images"] = attrs["total_clickmaps"] = self._total
+        attrs["total_maps"] = self._trials
+        attrs["filter_duplicates"] = np.bytes_("True")  # one submission per participant and image
+        attrs["creation_date"] = np.bytes_(datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"))
+        attrs["completed"] = True
+        attrs["compression"] = np.bytes_("none")
         self._file.close()
 
 

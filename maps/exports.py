@@ -12,20 +12,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
 from games.models import IMAGE_SIZE, Category, Click, Image, Participant, Round
+from maps.heatmap import SELECTIONS
 from maps.models import ClickMap, Export
 
 ROUND_CHUNK = 1000  # rounds per page: ~50k bubbles at ~50 per round, one Parquet row group
 MAP_CHUNK = 100  # click maps per page; each is read, written and dropped before the next
-CLICK_FORMATS = {"clicks_csv", "clicks_parquet", "points_coco"}
-MAP_FORMATS = {"maps_npz", "maps_hdf5", "overlays_png"}
+CLICK_FORMATS = {"clicks_csv", "clicks_parquet", "points_coco", "clicks_lab_csv"}
+MAP_FORMATS = {"maps_npz", "maps_hdf5", "overlays_png", "maps_raw_npz", "maps_lab_hdf5"}
 FILE_NAMES = {
     "clicks_csv": "clicks.csv",
     "clicks_parquet": "clicks.parquet",
@@ -33,6 +36,11 @@ FILE_NAMES = {
     "maps_npz": "maps.npz",
     "maps_hdf5": "maps.h5",
     "overlays_png": "overlays.zip",
+    # For serre-lab's scripts as they are (docs/maps-and-reliability.md): unscaled maps, their HDF5
+    # layout and key naming, and one row per trial in the click notation their current parser reads.
+    "maps_raw_npz": "maps_raw.npz",
+    "maps_lab_hdf5": "maps_lab.h5",
+    "clicks_lab_csv": "clicks_lab.csv",
 }
 MAPS_INDEX = "maps_index.csv"
 MANIFEST = "manifest.json"
@@ -199,20 +207,73 @@ def _write_clicks(export: Export, rounds: QuerySet[Round], directory: Path, tick
             tick(len(page), rounds=len(page), clicks=len(clicks))
 
 
+def _submission_pages(rounds: QuerySet[Round], size: int, *fields: str) -> Iterator[list]:
+    """Pages of rounds in submission order, by keyset pagination on (submitted_at, pk)."""
+    last = None
+    ordered = rounds.order_by("submitted_at", "pk")
+    while True:
+        page = ordered
+        if last is not None:
+            page = ordered.filter(Q(submitted_at__gt=last[0]) | Q(submitted_at=last[0], pk__gt=last[1]))
+        rows = list(page.values_list("submitted_at", "pk", *fields)[:size])
+        if not rows:
+            return
+        last = rows[-1][:2]
+        yield rows
+
+
+def _write_lab_clicks(export: Export, rounds: QuerySet[Round], directory: Path, tick: Callable[..., None]) -> None:
+    """clicks_lab.csv: one row per round in submission order, so the lab's keep-first de-duplication keeps
+    each participant's first submission of an image, as the "lab" selection recipe does."""
+    from maps import export_writers as writers
+
+    with contextlib.closing(writers.LabClicksCsvWriter(directory / FILE_NAMES["clicks_lab_csv"])) as writer:
+        for page in _submission_pages(rounds, ROUND_CHUNK, "image__name", "participant__username"):
+            points: dict[int, list[tuple[int, int]]] = {row[1]: [] for row in page}
+            clicks = Click.objects.filter(round_id__in=list(points)).order_by("round_id", "seq")
+            for round_id, x, y in clicks.values_list("round_id", "x", "y"):
+                points[round_id].append((x, y))
+            for _, pk, image, participant in page:
+                writer.add(image, points[pk], participant)
+            tick(len(page))
+
+
+def lab_key_collisions(names: Iterable[str]) -> dict[str, list[str]]:
+    """Image names that the lab's key naming ('/' written as '_') would give the same key."""
+    by_key: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        by_key[name.replace("/", "_")].append(name)
+    return {key: sorted(found) for key, found in by_key.items() if len(found) > 1}
+
+
 def _write_maps(export: Export, rounds: QuerySet[Round], directory: Path, tick: Callable[..., None]) -> list[dict]:
     from maps import export_writers as writers
-    from maps.services import heatmap_array, overlay_png
+    from maps.services import heatmap_array, overlay_png, raw_map_array
 
     formats, parameters = set(export.formats), {}
+    if "maps_lab_hdf5" in formats:
+        collisions = lab_key_collisions(map_queryset(export, rounds).values_list("image__name", flat=True))
+        if collisions:
+            clash = "; ".join(" and ".join(repr(name) for name in names) for names in collisions.values())
+            raise ValueError(
+                f"maps_lab.h5 names maps with '/' written as '_', so these images would share a key: {clash}"
+            )
     with contextlib.ExitStack() as stack:
         index = stack.enter_context(contextlib.closing(writers.MapsIndexWriter(directory / MAPS_INDEX)))
-        npz = hdf5 = overlays = None
+        npz = hdf5 = overlays = raw_npz = lab = None
         if "maps_npz" in formats:
             npz = stack.enter_context(contextlib.closing(writers.MapsNpzWriter(directory / FILE_NAMES["maps_npz"])))
+        if "maps_raw_npz" in formats:
+            raw_npz = writers.MapsNpzWriter(directory / FILE_NAMES["maps_raw_npz"])
+            stack.enter_context(contextlib.closing(raw_npz))
         if "maps_hdf5" in formats:
             attrs = {"experiment": export.experiment.slug, "export": export.pk}
             hdf5 = writers.MapsHdf5Writer(directory / FILE_NAMES["maps_hdf5"], attrs=attrs)
             stack.enter_context(contextlib.closing(hdf5))
+        if "maps_lab_hdf5" in formats:
+            attrs = {"experiment": export.experiment.slug, "export": export.pk}
+            lab = writers.LabMapsHdf5Writer(directory / FILE_NAMES["maps_lab_hdf5"], attrs=attrs)
+            stack.enter_context(contextlib.closing(lab))
         if "overlays_png" in formats:
             overlays = writers.OverlaysZipWriter(directory / FILE_NAMES["overlays_png"])
             stack.enter_context(contextlib.closing(overlays))
@@ -232,6 +293,12 @@ def _write_maps(export: Export, rounds: QuerySet[Round], directory: Path, tick: 
                     if hdf5 is not None:
                         attrs = {"name": facts["image"]} | {name: facts[name] for name in writers.HDF5_ATTRS}
                         hdf5.add(facts["key"], array, attrs=attrs)
+                if raw_npz is not None or lab is not None:
+                    raw = raw_map_array(click_map)
+                    if raw_npz is not None:
+                        raw_npz.add(facts["key"], raw)
+                    if lab is not None:
+                        lab.add(facts["image"], raw, facts)
                 if overlays is not None:
                     overlays.add(facts["key"], overlay_png(click_map))
                 parameters.setdefault(json.dumps(click_map.parameters, sort_keys=True), click_map.parameters)
@@ -257,8 +324,10 @@ def write_dataset(
     rounds = select_rounds(export=export, window=window)
     counts = selection_counts(rounds)
     formats = set(export.formats)
-    wants_clicks, wants_maps = bool(formats & CLICK_FORMATS), bool(formats & MAP_FORMATS)
-    total = (counts["rounds"] if wants_clicks else 0) + (map_queryset(export, rounds).count() if wants_maps else 0)
+    wants_maps = bool(formats & MAP_FORMATS)
+    table_formats = formats & (CLICK_FORMATS - {"clicks_lab_csv"})  # written together in one pass over rounds
+    click_passes = int(bool(table_formats)) + int("clicks_lab_csv" in formats)
+    total = counts["rounds"] * click_passes + (map_queryset(export, rounds).count() if wants_maps else 0)
     done, written = 0, {"rounds": 0, "clicks": 0, "maps": 0}
 
     def tick(units: int, **kinds: int) -> None:
@@ -270,8 +339,10 @@ def write_dataset(
             on_progress(done, total, written)
 
     parameters = []
-    if wants_clicks:
+    if table_formats:
         _write_clicks(export, rounds, directory, tick)
+    if "clicks_lab_csv" in formats:
+        _write_lab_clicks(export, rounds, directory, tick)
     if wants_maps:
         parameters = _write_maps(export, rounds, directory, tick)
     counts.update(clicks=written["clicks"], maps=written["maps"])
@@ -283,3 +354,68 @@ def dataset_version(export: Export, files: list[dict]) -> str:
     """`<experiment>-<export id>-<digest>`: the digest covers every data file, so equal data gives equal digests."""
     digest = hashlib.sha256("".join(f"{entry['name']}:{entry['sha256']}\n" for entry in files).encode())
     return f"{export.experiment.slug}-{export.pk}-{digest.hexdigest()[:12]}"
+
+
+FORMAT_DOCS = {
+    "maps_hdf5": "clickmaps/<key>/clickmap, float32 256x256 min-max scaled to [0, 1], attributes class, participants, "
+    "name; keys escape '/' as %2F (maps_index.csv says which image each key is)",
+    "maps_npz": "one float32 256x256 array per key, min-max scaled to [0, 1]; maps_index.csv says which image each "
+    "key is",
+    "maps_raw_npz": "the same keys as maps.npz, each map unscaled: the blurred mean of its participants' bubble counts "
+    "(what serre-lab's scripts save and threshold)",
+    "maps_lab_hdf5": "serre-lab's prepare_clickmaps layout: clickmaps/<image name with '/' as '_'>/clickmap, the "
+    "unscaled map as float32 (1, 256, 256), with attributes original_path, shape, name, class; click_counts/<key> "
+    "the trials in each map; metadata attributes as the lab writes them",
+    "clicks_lab_csv": "image_path, clicks, user_id: one row per round in submission order, clicks written "
+    "[(x, y), (x, y)] as serre-lab's current parser reads them; their duplicate filter (keep the first) then "
+    "their short-trial filter give the rounds of the 'lab' selection recipe",
+}
+
+
+def _selection_image_ids(export: Export) -> QuerySet:
+    window = export.parameters.get("window") or {}
+    parse = {key: datetime.fromisoformat(value) if value else None for key, value in window.items()}
+    rounds = select_rounds(export=export, window=Window(**parse)) if parse else Round.objects.none()
+    return rounds.values_list("image_id", flat=True).distinct()
+
+
+def manifest_maps(export: Export) -> dict[str, Any]:
+    """The manifest's "reliability" and "maps" entries: how the maps were selected and scored, what each map
+    file holds, and, for every image of the selection without a map, its participants so far and needed."""
+    from maps.reliability import OVERLAP_LABELS, OVERLAPS
+    from maps.services import experiment_parameters, missing_maps
+
+    report = export.experiment.reliability_reports.first()
+    reliability = None
+    if report is not None:
+        recipe = report.parameters.get("reliability", {})
+        overlap = recipe.get("overlap", "mean-iou")  # reports from before issue 15 scored the mean IoU
+        reliability = {
+            "computed_at": report.computed_at.isoformat(), "image_count": report.image_count,
+            "ceiling_spearman": report.ceiling_spearman, "floor_spearman": report.floor_spearman,
+            "ceiling_auc": report.ceiling_auc, "floor_auc": report.floor_auc,
+            "overlap_metric": OVERLAP_LABELS[overlap], "overlap_definition": OVERLAPS[overlap],
+            "recipe": recipe.get("recipe", "clickme-v1"), "warnings": report.parameters.get("warnings", []),
+            "parameters": report.parameters,
+        }  # fmt: skip
+    params = experiment_parameters(export.experiment_id)
+    missing = missing_maps(export.experiment_id, _selection_image_ids(export))
+    formats = set(export.formats)
+    maps = {
+        "source": "the stored map of each image that has rounds in this selection, built from valid rounds only",
+        "selection_recipe": params.selection_recipe,
+        "selection": SELECTIONS[params.selection_recipe],
+        "hdf5": FORMAT_DOCS["maps_hdf5"],
+        "npz": FORMAT_DOCS["maps_npz"],
+        "files": {FILE_NAMES[name]: FORMAT_DOCS[name] for name in FORMAT_DOCS if name in formats},
+        "missing": [
+            {
+                "image": row["image"],
+                "participants": row["participants"],
+                "needed": row["needed"],
+                "reason": f"{row['participants']} of the {row['needed']} participants a map needs so far",
+            }
+            for row in missing
+        ],
+    }
+    return {"reliability": reliability, "maps": maps}

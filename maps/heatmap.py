@@ -16,13 +16,34 @@ import numpy as np
 from scipy import ndimage
 
 BLURS = ("disk", "gaussian")
+# Which rounds feed a map (docs/maps-and-reliability.md): "lab" is serre-lab's order, the first
+# submission per (participant, image) and then short trials dropped; "first-counting" was ours
+# until issue 15, the first submission that has at least min_clicks bubbles.
+SELECTIONS = {
+    "lab": (
+        "the first submission per participant and image among rounds that count (scored, not skipped, not "
+        "invalidated, session not invalidated, participant not shadow-banned, not a pilot), dropped when it "
+        "has fewer than min_clicks bubbles (serre-lab's filter_duplicate_participants, then its short-trial filter)"
+    ),
+    "first-counting": (
+        "rounds that count (scored, not skipped, not invalidated, session not invalidated, participant not "
+        "shadow-banned, not a pilot) with at least min_clicks bubbles; the first such submission per participant "
+        "and image"
+    ),
+}
+# What maps built before recipes had names recorded under "selection" (a description): the first-counting rule.
+_LEGACY_SELECTION_TEXT = (
+    "scored rounds that count (not invalidated, not skipped, session not invalidated, participant not "
+    "shadow-banned) with at least min_clicks bubbles; the first such submission per participant and image"
+)
 
 
 @dataclass(frozen=True)
 class MapParameters:
-    """How maps are made: the blur, and the minimum participants and clicks behind a map.
+    """How maps are made: the selection recipe, the blur, and the minimum participants and clicks behind a map.
 
-    `passes` applies to the disk blur only (the lab applies its disk twice); the Gaussian
+    `selection_recipe` names the rule that picks each participant's round (SELECTIONS). `passes`
+    applies to the disk blur only (the lab applies its disk twice); the Gaussian
     (`gaussian_size` × `gaussian_size` taps, σ = `gaussian_sigma`) is applied once.
     """
 
@@ -34,8 +55,11 @@ class MapParameters:
     min_participants: int = 5
     min_clicks: int = 2
     image_size: int = 256
+    selection_recipe: str = "lab"
 
     def __post_init__(self) -> None:
+        if self.selection_recipe not in SELECTIONS:
+            raise ValueError(f"selection_recipe must be one of {tuple(SELECTIONS)}, not {self.selection_recipe!r}")
         if self.blur not in BLURS:
             raise ValueError(f"blur must be one of {BLURS}, not {self.blur!r}")
         # Odd sizes keep the kernel centred on a pixel, so "same" convolution is unambiguous.
@@ -56,7 +80,10 @@ class MapParameters:
     def from_dict(cls, data: dict[str, object]) -> MapParameters:
         """Parameters from a dict such as `ClickMap.parameters`, ignoring keys that are not parameters."""
         names = {field.name for field in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
+        values = {key: value for key, value in data.items() if key in names}
+        if "selection_recipe" not in values and data.get("selection") == _LEGACY_SELECTION_TEXT:
+            values["selection_recipe"] = "first-counting"  # built before recipes had names
+        return cls(**values)
 
 
 def disk_kernel(diameter: int) -> np.ndarray:
@@ -153,11 +180,11 @@ def _blur(sums: np.ndarray, participants: np.ndarray, params: MapParameters) -> 
     return ndimage.convolve1d(blurred, taps, axis=2, mode="constant", cval=0.0)
 
 
-def click_maps(count_sums: np.ndarray, participants: np.ndarray, params: MapParameters) -> np.ndarray:
-    """Maps of N images from their summed counts (N, H, W) and participant numbers (N,): float32 in [0, 1].
+def raw_maps(count_sums: np.ndarray, participants: np.ndarray, params: MapParameters) -> np.ndarray:
+    """Unscaled maps of N images, float64 (N, H, W): the blurred mean of participants' click counts.
 
-    Mean over participants, blur, then min-max per image; an image with no clicks (or no
-    participants) gets an all-zero map.
+    This is what serre-lab's scripts save as a clickmap (no min-max), so values, thresholds and
+    losses computed on it carry over to theirs; an image with no participants gets zeros.
     """
     sums = np.asarray(count_sums)
     if sums.ndim != 3:
@@ -166,7 +193,16 @@ def click_maps(count_sums: np.ndarray, participants: np.ndarray, params: MapPara
     if participants.shape[0] != sums.shape[0]:
         raise ValueError("one participant number per image is needed")
     safe = np.maximum(participants, 1)  # no participants means no clicks: the map stays zero
-    blurred = _blur(sums, safe, params)
+    return _blur(sums, safe, params)
+
+
+def click_maps(count_sums: np.ndarray, participants: np.ndarray, params: MapParameters) -> np.ndarray:
+    """Maps of N images from their summed counts (N, H, W) and participant numbers (N,): float32 in [0, 1].
+
+    Mean over participants, blur (`raw_maps`), then min-max per image; an image with no clicks
+    (or no participants) gets an all-zero map.
+    """
+    blurred = raw_maps(count_sums, participants, params)
     low = blurred.min(axis=(1, 2), keepdims=True)
     span = blurred.max(axis=(1, 2), keepdims=True) - low
     normalised = np.divide(blurred - low, span, out=np.zeros_like(blurred), where=span > 0)
@@ -204,6 +240,7 @@ def overlay(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.5) -> np.nd
 
 __all__ = [
     "BLURS",
+    "SELECTIONS",
     "MapParameters",
     "click_map",
     "click_maps",
@@ -212,4 +249,5 @@ __all__ = [
     "gaussian_kernel",
     "kernel",
     "overlay",
+    "raw_maps",
 ]

@@ -1,9 +1,16 @@
 """Import of historical ClickMe data in the lab's CSV format, into the same rounds and maps as the game.
 
 The CSV has a header with at least `image_path`, `clicks` and `user_id`; `clicks` is written
-either as `{(x,y),(x,y),...}` or as JSON `{"x":[...],"y":[...]}`. Coordinates are truncated to
-integers the way the lab's pipeline did (`int(x)`). The whole file is checked before anything
-is written: any bad row fails the import with one line per problem, and nothing is stored.
+as pairs `[(x, y), (x, y)]` (or in braces, with or without spaces) or as JSON
+`{"x":[...],"y":[...]}`. Coordinates are truncated to integers the way the lab's pipeline did
+(`int(x)`). The whole file is checked before anything is written: any bad row fails the import
+with one line per problem, and nothing is stored.
+
+Coordinates are pixels of the 256×256 crop by default. With `native=True` they are pixels of the
+image's original (as the lab recorded clicks on full-size ImageNet photos) and are mapped onto
+the stored crop by the same resize-and-crop the image had (`native_to_crop`); bubbles that the
+centre crop cuts away are dropped and reported in the summary, line by line, never silently
+(docs/maps-and-reliability.md).
 
 What an imported trial becomes, so that it is told apart from play yet feeds the same maps:
 - its participant is "lab-<user_id>" (source anonymous, no consent recorded: the lab holds it);
@@ -36,6 +43,7 @@ from django.db.models import F
 from games.models import IMAGE_SIZE, Click, Experiment, Image, ImageSet, Participant, PlaySession, Round
 from games.partner import record_version
 from games.services.scoring import refresh_image_counts
+from maps.export_writers import lab_clicks_text
 from maps.services import rebuild_maps
 
 COLUMNS = ("image_path", "clicks", "user_id")
@@ -76,6 +84,26 @@ class ImportSummary:
     participants_created: int
     clicks_created: int
     maps_rebuilt: int
+    clicks_outside: int = 0
+    outside: tuple[str, ...] = ()  # one line per row that lost bubbles outside the crop
+
+
+def native_to_crop(x: int, y: int, width: int, height: int, size: int = IMAGE_SIZE) -> tuple[int, int]:
+    """The crop pixel that original pixel (x, y) of a width × height image lands on.
+
+    The crop is model_server.canvas.to_canvas's: the image resized so its short side is `size`
+    (each side rounded, never below `size`), then the central size × size square cut out at
+    ((W' − size) // 2, (H' − size) // 2). A resize maps pixel centres, so x goes to
+    (x + 0.5) · W'/width − 0.5; the crop pixel is that coordinate rounded, minus the offset.
+    The result may lie outside [0, size) where the crop cut the point away.
+    """
+    scale = size / min(width, height)
+    resized_width, resized_height = max(size, round(width * scale)), max(size, round(height * scale))
+    left, top = (resized_width - size) // 2, (resized_height - size) // 2
+    return (
+        math.floor((x + 0.5) * resized_width / width) - left,
+        math.floor((y + 0.5) * resized_height / height) - top,
+    )
 
 
 def _coordinate(value: object) -> int:
@@ -108,18 +136,24 @@ def parse_clicks(text: str) -> list[tuple[int, int]]:
 
 
 def read_lab_csv(stream: TextIO, *, drop_outside: bool = False) -> list[LabRow]:
-    """Every row of a lab CSV, checked; LabImportError lists all bad rows.
+    """Every row of a lab CSV in crop coordinates, checked; LabImportError lists all bad rows.
 
     Bubbles outside the 256 × 256 crop are an error, or are dropped with `drop_outside`
     (the lab's own filter removed negative coordinates).
     """
-    rows, errors = _read(stream, drop_outside)
-    if errors:
-        raise LabImportError(errors)
+    rows, errors = _read(stream)
+    rows, more, _ = _fit(rows, None, native=False, drop_outside=drop_outside)
+    if errors or more:
+        raise LabImportError(_in_file_order(errors + more))
     return rows
 
 
-def _read(stream: TextIO, drop_outside: bool) -> tuple[list[LabRow], list[str]]:
+def _in_file_order(errors: list[str]) -> list[str]:
+    return sorted(errors, key=lambda error: int(error.split(":")[0].split()[1]))
+
+
+def _read(stream: TextIO) -> tuple[list[LabRow], list[str]]:
+    """Every row with its bubbles as written (not yet checked against any image), and the rows that do not parse."""
     reader = csv.DictReader(stream)
     missing = [column for column in COLUMNS if column not in (reader.fieldnames or [])]
     if missing:
@@ -134,17 +168,49 @@ def _read(stream: TextIO, drop_outside: bool) -> tuple[list[LabRow], list[str]]:
             if len(USERNAME_PREFIX + user_id) > Participant._meta.get_field("username").max_length:
                 raise ValueError(f"user_id {user_id[:20]!r}… is too long")
             clicks = parse_clicks(record.get("clicks") or "")
-            outside = [(x, y) for x, y in clicks if not (0 <= x < IMAGE_SIZE and 0 <= y < IMAGE_SIZE)]
-            if outside and not drop_outside:
-                raise ValueError(
-                    f"{len(outside)} bubble(s) outside the {IMAGE_SIZE}×{IMAGE_SIZE} image, e.g. {outside[0]}"
-                )
-            clicks = [(x, y) for x, y in clicks if 0 <= x < IMAGE_SIZE and 0 <= y < IMAGE_SIZE]
         except ValueError as exc:
             errors.append(f"line {line}: {exc}")
             continue
         rows.append(LabRow(line, image_path, user_id, tuple(clicks)))
     return rows, errors
+
+
+def _fit(
+    rows: list[LabRow], images: dict[int, Image] | None, *, native: bool, drop_outside: bool
+) -> tuple[list[LabRow], list[str], list[tuple[str, int]]]:
+    """The rows with bubbles in crop pixels; the errors; and for each row that lost bubbles, a line and how many.
+
+    In crop coordinates a bubble outside 256 × 256 is an error unless `drop_outside`. In native
+    coordinates a bubble outside the original is an error unless `drop_outside`, and one the
+    centre crop cut away is dropped; every dropped bubble is reported.
+    """
+    fitted, errors, dropped = [], [], []
+    for row in rows:
+        clicks, cut = list(row.clicks), 0
+        if native:
+            image = images[row.line]
+            width, height = image.original_width, image.original_height
+            outside = [(x, y) for x, y in clicks if not (0 <= x < width and 0 <= y < height)]
+            where = f"the {width}×{height} original"
+        else:
+            outside = [(x, y) for x, y in clicks if not (0 <= x < IMAGE_SIZE and 0 <= y < IMAGE_SIZE)]
+            where = f"the {IMAGE_SIZE}×{IMAGE_SIZE} image"
+        if outside and not drop_outside:
+            errors.append(f"line {row.line}: {len(outside)} bubble(s) outside {where}, e.g. {outside[0]}")
+            continue
+        off = set(outside)
+        clicks = [point for point in clicks if point not in off]
+        if native:
+            mapped = [native_to_crop(x, y, width, height) for x, y in clicks]
+            clicks = [(x, y) for x, y in mapped if 0 <= x < IMAGE_SIZE and 0 <= y < IMAGE_SIZE]
+            cut = len(mapped) - len(clicks)
+        if outside or cut:
+            parts = [f"{len(outside)} outside {where}"] if outside else []
+            parts += [f"{cut} outside the {IMAGE_SIZE}×{IMAGE_SIZE} centre crop"] if cut else []
+            message = f"line {row.line}: dropped {' and '.join(parts)} (of {len(row.clicks)} bubbles)"
+            dropped.append((message, len(outside) + cut))
+        fitted.append(LabRow(row.line, row.image_path, row.user_id, tuple(clicks)))
+    return fitted, errors, dropped
 
 
 def _image_lookup(image_set: ImageSet) -> dict[str, list[Image]]:
@@ -243,8 +309,15 @@ def _place_rows(rows: list[LabRow], owners: list[Participant], images: dict[int,
     return [(target.session, position) for target, position, _ in placed]
 
 
-def import_lab_rows(*, rows: list[LabRow], experiment: Experiment, image_set: ImageSet | None = None) -> ImportSummary:
-    """Store checked rows as imported rounds and bubbles in one transaction, then rebuild their maps."""
+def import_lab_rows(
+    *,
+    rows: list[LabRow],
+    experiment: Experiment,
+    image_set: ImageSet | None = None,
+    dropped: list[tuple[str, int]] | None = None,
+) -> ImportSummary:
+    """Store checked rows (bubbles in crop pixels) as imported rounds and bubbles in one transaction, then
+    rebuild their maps; `dropped` (what `_fit` reported) goes into the summary."""
     images, errors = _resolve(rows, image_set or experiment.image_set)
     if errors:
         raise LabImportError(errors)
@@ -286,22 +359,37 @@ def import_lab_rows(*, rows: list[LabRow], experiment: Experiment, image_set: Im
     for image_id in touched:
         refresh_image_counts(image_id=image_id)
     maps = rebuild_maps(experiment_id=experiment.pk, image_ids=touched) if touched else 0
-    return ImportSummary(len(rows), len(created), len(rows) - len(fresh), created_participants, len(clicks), maps)
+    dropped = dropped or []
+    lost, lines = sum(count for _, count in dropped), tuple(message for message, _ in dropped)
+    return ImportSummary(
+        len(rows), len(created), len(rows) - len(fresh), created_participants, len(clicks), maps, lost, lines
+    )
 
 
 def import_lab_csv(
-    *, stream: TextIO, experiment: Experiment, image_set: ImageSet | None = None, drop_outside: bool = False
+    *,
+    stream: TextIO,
+    experiment: Experiment,
+    image_set: ImageSet | None = None,
+    drop_outside: bool = False,
+    native: bool = False,
 ) -> ImportSummary:
-    """Check a whole lab CSV, then import it (nothing is stored if any row is bad)."""
-    rows, errors = _read(stream, drop_outside)
-    _, unknown = _resolve(rows, image_set or experiment.image_set)
-    if errors or unknown:  # every problem at once, in file order
-        raise LabImportError(sorted(errors + unknown, key=lambda error: int(error.split(":")[0].split()[1])))
-    return import_lab_rows(rows=rows, experiment=experiment, image_set=image_set)
+    """Check a whole lab CSV, then import it (nothing is stored if any row is bad).
+
+    `native`: coordinates are pixels of each image's original, mapped onto its stored crop.
+    """
+    rows, errors = _read(stream)
+    images, unknown = _resolve(rows, image_set or experiment.image_set)
+    known = [row for row in rows if row.line in images]
+    fitted, misplaced, dropped = _fit(known, images, native=native, drop_outside=drop_outside)
+    if errors or unknown or misplaced:  # every problem at once, in file order
+        raise LabImportError(_in_file_order(errors + unknown + misplaced))
+    return import_lab_rows(rows=fitted, experiment=experiment, image_set=image_set, dropped=dropped)
 
 
 def lab_csv_text(rows: list[tuple[str, list[tuple[int, int]], str]], *, as_json: bool = False) -> str:
-    """Write trials in the lab's format (both click notations), e.g. to hand data back or in tests."""
+    """Write trials in the lab's format, e.g. to hand data back or in tests: pairs as `[(x, y), (x, y)]`, the
+    notation serre-lab's current parser reads (export_writers.lab_clicks_text), or JSON."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
@@ -309,6 +397,6 @@ def lab_csv_text(rows: list[tuple[str, list[tuple[int, int]], str]], *, as_json:
         if as_json:
             text = json.dumps({"x": [x for x, _ in clicks], "y": [y for _, y in clicks]})
         else:
-            text = "{" + ",".join(f"({x},{y})" for x, y in clicks) + "}"
+            text = lab_clicks_text(clicks)
         writer.writerow([image_path, text, user_id])
     return buffer.getvalue()

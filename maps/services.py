@@ -1,6 +1,6 @@
-"""Building, storing and reading ClickMe maps, and measuring their reliability (SPEC §4).
+"""Building, storing and reading ClickMe maps, and measuring their reliability (docs/maps-and-reliability.md).
 
-A map is always recomputed from the raw clicks of the rounds the selection rule picks
+A map is always recomputed from the raw clicks of the rounds the selection recipe picks
 (`map_rounds`), never patched, so building it again from the same data gives the same .npy
 bytes. Files are named by a hash of their content: an unchanged rebuild rewrites nothing, and
 files a build replaced are deleted by the next build of the same map.
@@ -27,36 +27,44 @@ from tqdm import tqdm
 
 from games.imaging import png_bytes
 from games.models import Click, Experiment, Image, Round
-from maps.heatmap import MapParameters, click_maps, count_histograms, overlay
+from maps.heatmap import SELECTIONS, MapParameters, click_maps, count_histograms, overlay, raw_maps
 from maps.models import ClickMap, ReliabilityReport
-from maps.reliability import MIN_PARTICIPANTS, SplitHalf, plateau_gain, split_half
+from maps.reliability import (
+    MIN_PARTICIPANTS,
+    OVERLAP_LABELS,
+    OVERLAPS,
+    RELIABILITY_RECIPES,
+    ReliabilityOptions,
+    SplitHalf,
+    plateau_gain,
+    split_half,
+)
 
 logger = logging.getLogger(__name__)
 
-SELECTION = (
-    "scored rounds that count (not invalidated, not skipped, session not invalidated, participant not "
-    "shadow-banned) with at least min_clicks bubbles; the first such submission per participant and image"
-)
+SELECTION = SELECTIONS["lab"]  # the default recipe's rule, as recorded in a map's parameters["selection"]
 CHUNK = 64  # images per vectorised batch: 64 × 256 × 256 int64 histograms stay under 40 MB
 
 
-def _counting(experiment_id: int, min_clicks: int) -> QuerySet[Round]:
-    return Round.objects.counting().filter(experiment_id=experiment_id, bubble_count__gte=min_clicks)
+def _selected(experiment_id: int, image_ids: Iterable[int] | None, params: MapParameters) -> QuerySet[Round]:
+    """The selection recipe over several images (None: all): at most one round per (participant, image).
 
-
-def _selected(experiment_id: int, image_ids: Iterable[int] | None, min_clicks: int) -> QuerySet[Round]:
-    """The selection rule over several images (None: all): the earliest counting round per (participant, image)."""
-    counting = _counting(experiment_id, min_clicks)
+    "lab" takes each participant's earliest counting round of the image and then drops it if it
+    is short; "first-counting" drops short rounds first (heatmap.SELECTIONS, docs/maps-and-reliability.md).
+    """
+    counting = Round.objects.counting().filter(experiment_id=experiment_id)
+    if params.selection_recipe == "first-counting":
+        counting = counting.filter(bubble_count__gte=params.min_clicks)
     earlier = counting.filter(participant_id=OuterRef("participant_id"), image_id=OuterRef("image_id")).filter(
         Q(submitted_at__lt=OuterRef("submitted_at")) | Q(submitted_at=OuterRef("submitted_at"), pk__lt=OuterRef("pk"))
     )
     chosen = counting if image_ids is None else counting.filter(image_id__in=list(image_ids))
-    return chosen.exclude(Exists(earlier))
+    return chosen.exclude(Exists(earlier)).filter(bubble_count__gte=params.min_clicks)
 
 
-def map_rounds(*, experiment_id: int, image_id: int, min_clicks: int = MapParameters.min_clicks) -> QuerySet[Round]:
-    """The rounds that feed an image's map (see SELECTION): at most one per participant."""
-    return _selected(experiment_id, [image_id], min_clicks)
+def map_rounds(*, experiment_id: int, image_id: int, params: MapParameters | None = None) -> QuerySet[Round]:
+    """The rounds that feed an image's map under the given (default: the experiment's) selection recipe."""
+    return _selected(experiment_id, [image_id], params or experiment_parameters(experiment_id))
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -110,7 +118,7 @@ def _lock_maps(experiment_id: int, image_ids: list[int], params: MapParameters |
     Locking before the rounds are read orders concurrent builds of one map: a build that
     started before a round was scored can never overwrite one that includes it.
     """
-    defaults = (params or MapParameters()).as_dict()
+    defaults = (params or experiment_parameters(experiment_id)).as_dict()
     ClickMap.objects.bulk_create(
         [ClickMap(experiment_id=experiment_id, image_id=pk, parameters=defaults) for pk in image_ids],
         ignore_conflicts=True,
@@ -120,10 +128,10 @@ def _lock_maps(experiment_id: int, image_ids: list[int], params: MapParameters |
 
 
 def _selected_clicks(
-    experiment_id: int, image_ids: list[int], min_clicks: int
+    experiment_id: int, image_ids: list[int], params: MapParameters
 ) -> tuple[list[tuple[int, int, int]], np.ndarray]:
     """The selected rounds as (round, image, participant) and their clicks as rows (round, x, y)."""
-    selected = _selected(experiment_id, image_ids, min_clicks)
+    selected = _selected(experiment_id, image_ids, params)
     rounds = sorted(selected.values_list("pk", "image_id", "participant_id"))
     clicks = np.array(
         Click.objects.filter(round__in=selected).values_list("round_id", "x", "y"), dtype=np.int64
@@ -135,7 +143,7 @@ def _selected_clicks(
 def _build_chunk(experiment_id: int, image_ids: list[int], params: MapParameters, maps: dict[int, ClickMap]) -> None:
     """Recompute the maps of several images sharing parameters in one vectorised pass."""
     index = {pk: i for i, pk in enumerate(image_ids)}
-    rounds, clicks = _selected_clicks(experiment_id, image_ids, params.min_clicks)
+    rounds, clicks = _selected_clicks(experiment_id, image_ids, params)
     round_ids = np.array([pk for pk, _, _ in rounds], dtype=np.int64)
     round_image = np.array([index[image_id] for _, image_id, _ in rounds], dtype=np.int64)
     owners = round_image[np.searchsorted(round_ids, clicks[:, 0])]
@@ -151,7 +159,7 @@ def _build_chunk(experiment_id: int, image_ids: list[int], params: MapParameters
         _collect_garbage(click_map)
         _store_npy(click_map.counts, "counts", sums[i].astype(np.int32))
         _store_npy(click_map.heatmap, "heatmap", heatmaps[i] if participants[i] >= params.min_participants else None)
-        click_map.parameters = {**params.as_dict(), "selection": SELECTION}
+        click_map.parameters = {**params.as_dict(), "selection": SELECTIONS[params.selection_recipe]}
         # One round per participant by the selection rule, so the two counts are equal.
         click_map.participant_count = click_map.round_count = int(participants[i])
         click_map.click_count = int(clicks_per_image[i])
@@ -176,9 +184,17 @@ def _map_image_ids(experiment_id: int) -> list[int]:
 
 
 def rebuild_maps(
-    *, experiment_id: int | None = None, progress: bool = False, image_ids: Iterable[int] | None = None
+    *,
+    experiment_id: int | None = None,
+    progress: bool = False,
+    image_ids: Iterable[int] | None = None,
+    params: MapParameters | None = None,
 ) -> int:
-    """Rebuild every map of one experiment (or of all) from raw clicks, in vectorised chunks; returns the count."""
+    """Rebuild every map of one experiment (or of all) from raw clicks, in vectorised chunks; returns the count.
+
+    Maps keep the parameters they were recorded with, unless `params` is given: then every map
+    rebuilt takes those (this is how an experiment's selection recipe or minimum changes).
+    """
     experiments = (
         [experiment_id] if experiment_id is not None else list(Experiment.objects.values_list("pk", flat=True))
     )
@@ -189,12 +205,12 @@ def rebuild_maps(
             for start in range(0, len(ids), CHUNK):
                 chunk = ids[start : start + CHUNK]
                 with transaction.atomic():
-                    maps = _lock_maps(pk, chunk, None)
+                    maps = _lock_maps(pk, chunk, params)
                     groups: dict[MapParameters, list[int]] = defaultdict(list)
                     for image_id in chunk:  # maps keep the parameters they were recorded with
-                        groups[MapParameters.from_dict(maps[image_id].parameters)].append(image_id)
-                    for params, group in groups.items():
-                        _build_chunk(pk, group, params, maps)
+                        groups[params or MapParameters.from_dict(maps[image_id].parameters)].append(image_id)
+                    for recorded, group in groups.items():
+                        _build_chunk(pk, group, recorded, maps)
                 built += len(chunk)
                 bar.update(len(chunk))
     return built
@@ -226,6 +242,19 @@ def heatmap_array(click_map: ClickMap) -> np.ndarray:
     return _load_npy(click_map.heatmap)
 
 
+def raw_map_array(click_map: ClickMap) -> np.ndarray:
+    """The published map unscaled, float32 (H, W): the blurred mean of its participants' counts (as the lab saves).
+
+    Recomputed from the stored counts with the map's parameters, so it is exactly the map before
+    its min-max; ValueError for a map without enough participants.
+    """
+    if not click_map.heatmap:
+        raise ValueError(f"{click_map} has no heatmap yet: fewer than its minimum participants")
+    params = MapParameters.from_dict(click_map.parameters)
+    counts = counts_array(click_map)[None]
+    return raw_maps(counts, np.array([click_map.participant_count]), params)[0].astype(np.float32)
+
+
 def counts_array(click_map: ClickMap) -> np.ndarray:
     """The stored summed bubble-centre counts, int32 (H, W)."""
     if not click_map.counts:
@@ -247,62 +276,155 @@ def overlay_png(click_map: ClickMap, *, alpha: float = 0.5) -> bytes:
     return png_bytes(PILImage.fromarray(overlay(np.asarray(crop), heat, alpha=alpha), "RGB"))
 
 
-def _experiment_parameters(experiment_id: int) -> MapParameters:
-    """The parameters the experiment's maps were recorded with (the first map's), or the defaults."""
+def experiment_parameters(experiment_id: int) -> MapParameters:
+    """The experiment's map parameters and selection recipe: those its maps were recorded with (the first
+    map's), or the defaults (the lab's recipe) for an experiment without maps. `rebuild_maps(params=...)`
+    changes them for every map of the experiment."""
     recorded = ClickMap.objects.filter(experiment_id=experiment_id).order_by("pk").values_list("parameters", flat=True)
     first = recorded.first()
     return MapParameters.from_dict(first) if first else MapParameters()
 
 
-def compute_reliability(
-    *, experiment_id: int, iterations: int = 100, seed: int = 0, params: MapParameters | None = None
-) -> ReliabilityReport:
-    """Split-half ceiling and different-image floor (SPEC §4), per image and overall, seeded.
+# A ceiling this close to its floor (or below it) says the maps are no more alike within an image
+# than across images: too few participants, or images whose maps all look alike (docs/maps-and-reliability.md).
+CLEAR_MARGIN = 0.05
 
-    Images with fewer than reliability.MIN_PARTICIPANTS selected participants are skipped.
-    Per-image ceilings go on ClickMap.split_half_*; the report keeps the overall means and,
-    in parameters["per_image"], rows [image id, participants, ceiling ρ, floor ρ, ceiling
-    AUC, floor AUC]. The floor's other image is drawn from the same chunk of CHUNK images.
+
+def reliability_warnings(report: ReliabilityReport) -> list[str]:
+    """Plain-language warnings about a report: a ceiling not clearly above its floor, per metric."""
+    overlap = OVERLAP_LABELS.get(report.parameters.get("reliability", {}).get("overlap", "mean-iou"), "overlap")
+    warnings = []
+    for label, ceiling, floor in (
+        ("Spearman", report.ceiling_spearman, report.floor_spearman),
+        (overlap, report.ceiling_auc, report.floor_auc),
+    ):
+        if ceiling is None or floor is None or np.isnan(ceiling) or np.isnan(floor):
+            continue
+        if ceiling <= floor:
+            warnings.append(f"the split-half ceiling ({label} {ceiling:.3f}) is not above the floor ({floor:.3f})")
+        elif ceiling - floor < CLEAR_MARGIN:
+            warnings.append(
+                f"the split-half ceiling ({label} {ceiling:.3f}) is within {CLEAR_MARGIN} of the floor ({floor:.3f})"
+            )
+    return warnings
+
+
+def compute_reliability(
+    *,
+    experiment_id: int,
+    iterations: int = 100,
+    seed: int = 0,
+    params: MapParameters | None = None,
+    recipe: str = "lab",
+    options: ReliabilityOptions | None = None,
+) -> ReliabilityReport:
+    """Split-half ceiling and different-image floor, per image and overall, seeded.
+
+    `recipe` names the way halves, partner and overlap are made (reliability.RELIABILITY_RECIPES,
+    default the lab's); `options` overrides it (e.g. the lab's recipe without the 224 crop). Images
+    with fewer selected participants than the recipe needs are skipped. Per-image values go on
+    ClickMap.split_half_*; the report keeps the overall means and, in parameters["per_image"], rows
+    [image id, participants, ceiling ρ, floor ρ, ceiling overlap, floor overlap]; parameters also
+    record the recipe, the selection recipe of the maps and the warnings. The lab's recipe draws
+    each image's floor partner once among all scored images; clickme-v1 draws one per split among
+    the same chunk of CHUNK images.
     """
-    params = params or _experiment_parameters(experiment_id)
+    params = params or experiment_parameters(experiment_id)
+    if options is None:
+        if recipe not in RELIABILITY_RECIPES:
+            raise ValueError(f"reliability recipe must be one of {tuple(RELIABILITY_RECIPES)}, not {recipe!r}")
+        options = RELIABILITY_RECIPES[recipe]
+    needed = options.needed(params)
     image_ids = sorted(
-        _selected(experiment_id, None, params.min_clicks)
-        .values("image_id").annotate(n=Count("pk")).filter(n__gte=MIN_PARTICIPANTS).values_list("image_id", flat=True)
+        _selected(experiment_id, None, params)
+        .values("image_id").annotate(n=Count("pk")).filter(n__gte=needed).values_list("image_id", flat=True)
     )  # fmt: skip
     if len(image_ids) < 2:
-        raise ValueError(f"need two or more images with at least {MIN_PARTICIPANTS} participants each")
+        raise ValueError(f"need two or more images with at least {needed} participants each")
     rng = np.random.default_rng(seed)
+    eligible = np.array(image_ids)
+    # The lab draws each image's floor partner once among all images; drawn first, so the seed fixes them.
+    partner_of = None
+    if options.partner == "per-image":
+        drawn = (np.arange(len(eligible)) + rng.integers(1, len(eligible), size=len(eligible))) % len(eligible)
+        partner_of = dict(zip(eligible.tolist(), eligible[drawn].tolist(), strict=True))
+    # A chunk's partners join it, so a chunk holds at most CHUNK images either way.
+    size = CHUNK // 2 if partner_of else CHUNK
     rows: list[list[float]] = []
-    for chunk in np.array_split(np.array(image_ids), -(-len(image_ids) // CHUNK)):
-        index = {int(pk): i for i, pk in enumerate(chunk)}
-        rounds, clicks = _selected_clicks(experiment_id, list(index), params.min_clicks)
+    for chunk in np.array_split(eligible, -(-len(eligible) // size)):
+        scored_ids = [int(pk) for pk in chunk]
+        members = sorted(set(scored_ids) | ({partner_of[pk] for pk in scored_ids} if partner_of else set()))
+        index = {pk: i for i, pk in enumerate(members)}
+        rounds, clicks = _selected_clicks(experiment_id, members, params)
         round_ids = np.array([pk for pk, _, _ in rounds], dtype=np.int64)
         owner_image = np.array([index[image_id] for _, image_id, _ in rounds], dtype=np.int64)
+        scored = np.array([index[pk] for pk in scored_ids])
+        partners = np.array([index[partner_of[pk]] for pk in scored_ids]) if partner_of else None
         result = split_half(
-            owner_image, np.searchsorted(round_ids, clicks[:, 0]), clicks[:, 1], clicks[:, 2], params, iterations, rng
-        )
+            owner_image, np.searchsorted(round_ids, clicks[:, 0]), clicks[:, 1], clicks[:, 2], params, iterations, rng,
+            options, scored=scored, partners=partners,
+        )  # fmt: skip
         counts = np.bincount(owner_image, minlength=len(index))
         rows += [
-            [int(pk), int(counts[i]), *(float(getattr(result, name)[i]) for name in SplitHalf.__dataclass_fields__)]
-            for pk, i in index.items()
+            [pk, int(counts[index[pk]]), *(float(getattr(result, name)[k]) for name in SplitHalf.__dataclass_fields__)]
+            for k, pk in enumerate(scored_ids)
         ]
     table = np.array([row[2:] for row in rows], dtype=np.float64)
     # A flat half-map has no rank correlation (NaN): JSON and the database get null instead.
     rows = [[None if isinstance(value, float) and np.isnan(value) else value for value in row] for row in rows]
+    recipe_name = next((name for name, known in RELIABILITY_RECIPES.items() if known == options), "custom")
+    described = {"recipe": recipe_name, **options.as_dict(), "min_participants": needed,
+                 "overlap_definition": OVERLAPS[options.overlap]}  # fmt: skip
     with transaction.atomic():
         for image_id, _, ceiling, _, auc, _ in rows:
             ClickMap.objects.filter(experiment_id=experiment_id, image_id=image_id).update(
                 split_half_spearman=ceiling, split_half_auc=auc
             )
-        return ReliabilityReport.objects.create(
+        report = ReliabilityReport(
             experiment_id=experiment_id,
-            parameters={"iterations": iterations, "seed": seed, "map": params.as_dict(), "per_image": rows},
+            parameters={
+                "iterations": iterations,
+                "seed": seed,
+                "map": params.as_dict(),
+                "reliability": described,
+                "selection_recipe": params.selection_recipe,
+                "per_image": rows,
+            },
             image_count=len(rows),
             ceiling_spearman=float(np.nanmean(table[:, 0])),
             floor_spearman=float(np.nanmean(table[:, 1])),
             ceiling_auc=float(np.nanmean(table[:, 2])),
             floor_auc=float(np.nanmean(table[:, 3])),
         )
+        report.parameters["warnings"] = reliability_warnings(report)
+        report.save()
+        return report
+
+
+def missing_maps(experiment_id: int, image_ids: Iterable[int] | None = None) -> list[dict]:
+    """Why images have no published map yet: for each, the participants so far and the number needed.
+
+    Covers the experiment's images that have a map row without a heatmap (built, too few
+    participants) and, when `image_ids` is given, those of them never built at all.
+    """
+    params = experiment_parameters(experiment_id)
+    maps = ClickMap.objects.filter(experiment_id=experiment_id, heatmap="")
+    if image_ids is not None:
+        image_ids = set(image_ids)
+        maps = maps.filter(image_id__in=image_ids)
+    rows = [
+        {"image_id": image_id, "image": name, "participants": count,
+         "needed": MapParameters.from_dict(parameters).min_participants}
+        for image_id, name, count, parameters in maps.values_list(
+            "image_id", "image__name", "participant_count", "parameters")
+    ]  # fmt: skip
+    if image_ids is not None:
+        built = set(ClickMap.objects.filter(experiment_id=experiment_id).values_list("image_id", flat=True))
+        rows += [
+            {"image_id": pk, "image": name, "participants": 0, "needed": params.min_participants}
+            for pk, name in Image.objects.filter(pk__in=image_ids - built).values_list("pk", "name")
+        ]
+    return sorted(rows, key=lambda row: row["image_id"])
 
 
 PLATEAU_ITERATIONS = 20  # paired random splits per plateau check; a check runs after every scored round
@@ -331,7 +453,7 @@ def retire_converged_images(*, experiment_id: int, image_ids: Iterable[int] | No
         params = MapParameters.from_dict(click_map.parameters)
         if click_map.participant_count < params.min_participants:
             continue
-        rounds, clicks = _selected_clicks(experiment_id, [click_map.image_id], params.min_clicks)
+        rounds, clicks = _selected_clicks(experiment_id, [click_map.image_id], params)
         owners = np.searchsorted(np.array([pk for pk, _, _ in rounds]), clicks[:, 0])
         histogram = count_histograms(owners, clicks[:, 1], clicks[:, 2], len(rounds), params.image_size)
         gain = plateau_gain(histogram, params, PLATEAU_ITERATIONS, np.random.default_rng(click_map.image_id))
@@ -350,9 +472,13 @@ __all__ = [
     "compute_reliability",
     "counts_array",
     "enqueue_map_build",
+    "experiment_parameters",
     "heatmap_array",
     "map_rounds",
+    "missing_maps",
     "overlay_png",
+    "raw_map_array",
     "rebuild_maps",
+    "reliability_warnings",
     "retire_converged_images",
 ]

@@ -182,8 +182,9 @@ def test_selection_rule(experiment, image) -> None:
     RoundFactory(experiment=experiment, image=image)  # still playing
     scored_round(experiment=ExperimentFactory(image_set=experiment.image_set), image=image, clicks=[(7, 7)] * 4)
 
-    assert set(map_rounds(experiment_id=experiment.pk, image_id=image.pk)) == set(kept)
-    result = build_click_map(experiment_id=experiment.pk, image_id=image.pk)
+    first_counting = MapParameters(selection_recipe="first-counting")  # the recipe this test was written for
+    assert set(map_rounds(experiment_id=experiment.pk, image_id=image.pk, params=first_counting)) == set(kept)
+    result = build_click_map(experiment_id=experiment.pk, image_id=image.pk, params=first_counting)
     assert (result.participant_count, result.click_count) == (3, 7)
     counts = counts_array(result)
     assert counts[4, 4] == 3 and counts[2, 2] == counts[5, 5] == 1 and counts[7, 7] == counts[9, 9] == counts[1, 1] == 0
@@ -231,3 +232,53 @@ def test_the_task_builds_the_map_end_to_end(experiment, image) -> None:
     finally:
         celery_app.conf.task_always_eager = previous
     assert ClickMap.objects.get(experiment=experiment, image=image).is_ready
+
+
+def test_the_lab_recipe_leaves_out_a_participant_whose_first_submission_was_short(experiment, image) -> None:
+    short_first = ParticipantFactory()
+    scored_round(experiment=experiment, image=image, participant=short_first, clicks=[(1, 1)])
+    scored_round(experiment=experiment, image=image, participant=short_first, clicks=[(2, 2), (3, 3)])
+    others = [scored_round(experiment=experiment, image=image, clicks=[(4, 4), (5, 5)]) for _ in range(2)]
+    lab = build_click_map(experiment_id=experiment.pk, image_id=image.pk)
+    assert set(map_rounds(experiment_id=experiment.pk, image_id=image.pk)) == set(others)
+    assert lab.parameters["selection_recipe"] == "lab" and lab.participant_count == 2
+
+
+def test_changing_an_experiments_recipe_rebuilds_all_its_maps_and_new_maps_follow(experiment, image) -> None:
+    short_first = ParticipantFactory()
+    scored_round(experiment=experiment, image=image, participant=short_first, clicks=[(1, 1)])
+    scored_round(experiment=experiment, image=image, participant=short_first, clicks=[(2, 2), (3, 3)])
+    build_click_map(experiment_id=experiment.pk, image_id=image.pk)
+    out = io.StringIO()
+    call_command("rebuild_maps", "--experiment", experiment.slug, "--selection-recipe", "first-counting",
+                 "--min-participants", "1", "--no-progress", stdout=out)  # fmt: skip
+    assert "'first-counting' selection recipe" in out.getvalue()
+    rebuilt = ClickMap.objects.get(experiment=experiment, image=image)
+    assert rebuilt.participant_count == 1 and rebuilt.is_ready
+    assert rebuilt.parameters["selection_recipe"] == "first-counting" and rebuilt.parameters["min_participants"] == 1
+    later = ImageFactory(image_set=experiment.image_set)
+    fresh = build_click_map(experiment_id=experiment.pk, image_id=later.pk)  # a new map takes the experiment's
+    assert fresh.parameters["selection_recipe"] == "first-counting" and fresh.parameters["min_participants"] == 1
+    call_command("rebuild_maps", "--experiment", experiment.slug, "--no-progress", stdout=out)  # keeps them
+    assert ClickMap.objects.get(pk=rebuilt.pk).parameters["selection_recipe"] == "first-counting"
+
+
+def test_maps_built_before_recipes_had_names_keep_the_first_counting_rule(experiment, image) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    old_rule = (
+        "scored rounds that count (not invalidated, not skipped, session not invalidated, participant not "
+        "shadow-banned) with at least min_clicks bubbles; the first such submission per participant and image"
+    )
+    legacy = {key: value for key, value in MapParameters().as_dict().items() if key != "selection_recipe"}
+    assert MapParameters.from_dict({**legacy, "selection": old_rule}).selection_recipe == "first-counting"
+    click_map = ClickMap.objects.create(
+        experiment=experiment, image=image, parameters={**legacy, "selection": old_rule}
+    )
+    migration = importlib.import_module("maps.migrations.0002_name_selection_recipes")
+    migration.name_recipes(apps, None)
+    assert ClickMap.objects.get(pk=click_map.pk).parameters["selection_recipe"] == "first-counting"
+    migration.unname_recipes(apps, None)
+    assert "selection_recipe" not in ClickMap.objects.get(pk=click_map.pk).parameters

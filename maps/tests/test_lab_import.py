@@ -16,6 +16,7 @@ from maps.lab_import import (
     LabImportError,
     import_lab_csv,
     lab_csv_text,
+    native_to_crop,
     parse_clicks,
     read_lab_csv,
 )
@@ -35,6 +36,7 @@ def file_bytes(field) -> bytes:
     ("text", "expected"),
     [
         ("{(1,2),(3,4)}", [(1, 2), (3, 4)]),
+        ("[(1, 2), (3, 4)]", [(1, 2), (3, 4)]),  # the notation the lab's current parser reads
         (" { ( 10 , 20 ) , (255,0), } ", [(10, 20), (255, 0)]),
         ("[(5.9,6.2)]", [(5, 6)]),  # the lab's int(): truncation
         ("{}", []),
@@ -153,3 +155,50 @@ def test_imported_rounds_are_marked_and_a_second_import_adds_nothing(tmp_path) -
     assert PlaySession.objects.count() == 3 and Participant.objects.get(username="lab-43").source == "anonymous"
     with pytest.raises(CommandError, match="no experiment"):
         call_command("import_lab_clicks", str(csv_path), "--experiment", "nope")
+
+
+def test_native_resolution_clicks_land_where_the_same_points_land_on_the_crop() -> None:
+    """A 500×375 original: points marked on it are found on its crop (to_canvas) where the import puts them."""
+    from PIL import Image as PILImage
+
+    from games.imaging import png_bytes, prepare_image
+
+    points = [(250, 187), (100, 40), (420, 300), (70, 370), (432, 0)]
+    cut_away = [(20, 200), (480, 100)]  # in the strips left and right that the centre crop removes
+    original = np.zeros((375, 500, 3), np.uint8)
+    for x, y in points:
+        original[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3] = 255  # a 5×5 mark (clipped at the border)
+    prepared = prepare_image(png_bytes(PILImage.fromarray(original)), max_pixels=10**7, max_bytes=10**8)
+    crop = np.asarray(prepared.crop.convert("L"), dtype=np.float64)
+    assert prepared.original_size == (500, 375) and crop.shape == (256, 256)
+
+    experiment = ExperimentFactory()
+    ImageFactory(image_set=experiment.image_set, name="ILSVRC2012_val_00000001.JPEG",
+                 original_width=500, original_height=375)  # fmt: skip
+    text = lab_csv_text([("val/ILSVRC2012_val_00000001.JPEG", [*points, *cut_away], "u1")])
+    summary = import_lab_csv(stream=io.StringIO(text), experiment=experiment, native=True)
+    stored = list(Click.objects.order_by("seq").values_list("x", "y"))
+    assert len(stored) == len(points)
+    for (x, y), (cx, cy) in zip(points, stored, strict=True):
+        # Where the mark landed: the brightness-weighted centre of the crop around the imported point.
+        top, left = max(cy - 6, 0), max(cx - 6, 0)
+        window = crop[top : cy + 7, left : cx + 7]
+        rows, cols = np.mgrid[top : top + window.shape[0], left : left + window.shape[1]]
+        centre = (float((cols * window).sum() / window.sum()), float((rows * window).sum() / window.sum()))
+        if 2 <= x < 498 and 2 <= y < 373:  # whole marks: their centre is the point itself
+            assert abs(centre[0] - cx) <= 0.75 and abs(centre[1] - cy) <= 0.75, (x, y, cx, cy, centre)
+        else:  # a mark clipped at the image's edge: its centre moves inwards, the point lies at the edge
+            assert window.sum() > 0 and (cx in (0, 255) or cy in (0, 255)), (x, y, cx, cy)
+    assert summary.clicks_outside == 2 and summary.outside == (
+        "line 2: dropped 2 outside the 256×256 centre crop (of 7 bubbles)",
+    )
+    with pytest.raises(LabImportError, match="outside the 500×375 original"):
+        import_lab_csv(stream=io.StringIO(lab_csv_text([("ILSVRC2012_val_00000001", [(500, 10)], "u2")])),
+                       experiment=experiment, native=True)  # fmt: skip
+
+
+def test_native_to_crop_is_the_identity_for_a_256_original_and_centres_a_wide_one() -> None:
+    assert all(native_to_crop(x, y, 256, 256) == (x, y) for x, y in [(0, 0), (17, 200), (255, 255)])
+    # 500×375 → resized to 341×256, then 42 px cut from the left: the centre stays the centre.
+    assert native_to_crop(250, 187, 500, 375) == (128, 128)
+    assert native_to_crop(0, 0, 500, 375)[0] < 0 and native_to_crop(499, 374, 500, 375)[0] > 255

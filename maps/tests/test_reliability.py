@@ -13,7 +13,8 @@ from games.tests.factories import ExperimentFactory, ImageFactory
 from maps.bench_maps import demo_masks, simulate
 from maps.heatmap import MapParameters
 from maps.models import ClickMap, ReliabilityReport
-from maps.reliability import auc_rows, spearman_rows, split_half
+from maps.reliability import mean_iou_rows as auc_rows
+from maps.reliability import spearman_rows, split_half
 from maps.services import build_click_map, compute_reliability, retire_converged_images
 from maps.tests.factories import scored_round
 
@@ -135,3 +136,45 @@ def test_images_whose_reliability_has_plateaued_retire() -> None:
     experiment.save()
     Image.objects.filter(pk=settled.pk).update(state=Image.State.ACTIVE)
     assert retire_converged_images(experiment_id=experiment.pk) == 0
+
+
+def test_the_floor_uses_the_partner_it_is_given_and_only_scored_images_are_scored() -> None:
+    """Image 1 repeats image 0's trails, image 2 is another object: the floor of 0 follows its partner."""
+    sim = simulate(demo_masks(2), 8, clicks=40, seed=4)
+    first = sim.owner_image == 0
+    owners = np.concatenate([sim.owner_image, np.full(first.sum(), 2)])  # image 2 := a copy of image 0
+    copied = np.isin(sim.click_owner, np.flatnonzero(first))
+    renumber = np.cumsum(first) - 1 + len(sim.owner_image)  # copied participants get new numbers
+    click_owner = np.concatenate([sim.click_owner, renumber[sim.click_owner[copied]]])
+    xs, ys = np.concatenate([sim.xs, sim.xs[copied]]), np.concatenate([sim.ys, sim.ys[copied]])
+    rng = np.random.default_rng(0)
+    twin = split_half(
+        owners, click_owner, xs, ys, MapParameters(), 30, rng, scored=np.array([0]), partners=np.array([2])
+    )
+    other = split_half(
+        owners, click_owner, xs, ys, MapParameters(), 30, rng, scored=np.array([0]), partners=np.array([1])
+    )
+    assert twin.ceiling_spearman.shape == other.floor_spearman.shape == (1,)
+    # The copy's half is split independently, so it shares participants with image 0's half: at least the ceiling.
+    assert twin.floor_spearman[0] > twin.ceiling_spearman[0] - 0.02
+    assert other.floor_spearman[0] < twin.floor_spearman[0] - 0.2
+    with pytest.raises(ValueError, match="another image"):
+        split_half(owners, click_owner, xs, ys, MapParameters(), 1, rng, scored=np.array([0]), partners=np.array([0]))
+
+
+@pytest.mark.django_db
+def test_images_scored_in_several_chunks_keep_partners_from_other_chunks(monkeypatch) -> None:
+    experiment = ExperimentFactory()
+    masks = demo_masks(4)
+    sim = simulate(masks, 6, clicks=30, seed=5)
+    images = [ImageFactory(image_set=experiment.image_set) for _ in masks]
+    for owner, image_index in enumerate(sim.owner_image):
+        mine = sim.click_owner == owner
+        scored_round(experiment=experiment, image=images[image_index],
+                     clicks=list(zip(sim.xs[mine].tolist(), sim.ys[mine].tolist(), strict=True)))  # fmt: skip
+    whole = compute_reliability(experiment_id=experiment.pk, iterations=4, seed=1)
+    monkeypatch.setattr("maps.services.CHUNK", 2)  # one scored image per chunk, with its partner beside it
+    chunked = compute_reliability(experiment_id=experiment.pk, iterations=4, seed=1)
+    assert [row[:2] for row in chunked.parameters["per_image"]] == [row[:2] for row in whole.parameters["per_image"]]
+    assert all(row[2] > row[3] for row in chunked.parameters["per_image"])  # each ceiling above its floor
+    assert abs(chunked.ceiling_spearman - whole.ceiling_spearman) < 0.05

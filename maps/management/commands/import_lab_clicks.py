@@ -12,10 +12,11 @@ from maps.lab_import import LabImportError, import_lab_csv
 
 class Command(BaseCommand):
     help = (
-        "Import trials from a lab CSV (image_path, clicks, user_id; clicks as {(x,y),...} or "
+        "Import trials from a lab CSV (image_path, clicks, user_id; clicks as [(x, y), ...], {(x,y),...} or "
         '{"x":[...],"y":[...]}) as scored rounds of "lab-<user_id>" participants, then rebuild the affected maps. '
         "Images are found in the experiment's image set by file name or stem. Any bad row aborts the import "
-        "with a list of problems; importing the same file again adds nothing."
+        "with a list of problems; importing the same file again adds nothing. With --native, coordinates are pixels "
+        "of each image's original and are mapped onto its 256x256 crop; bubbles the crop cuts away are reported."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -23,7 +24,14 @@ class Command(BaseCommand):
         parser.add_argument("--experiment", required=True, help="Experiment slug the trials belong to.")
         parser.add_argument("--image-set", help="Image set to find images in (default: the experiment's).")
         parser.add_argument(
-            "--drop-outside", action="store_true", help="Drop bubbles outside the image instead of failing."
+            "--drop-outside",
+            action="store_true",
+            help="Drop (and report) bubbles outside the image instead of failing.",
+        )
+        parser.add_argument(
+            "--native",
+            action="store_true",
+            help="Coordinates are pixels of the original image: map them onto the stored crop.",
         )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -41,8 +49,9 @@ class Command(BaseCommand):
         try:
             with path.open(newline="", encoding="utf-8-sig") as stream:
                 summary = import_lab_csv(
-                    stream=stream, experiment=experiment, image_set=image_set, drop_outside=options["drop_outside"]
-                )
+                    stream=stream, experiment=experiment, image_set=image_set, drop_outside=options["drop_outside"],
+                    native=options["native"],
+                )  # fmt: skip
         except LabImportError as exc:
             raise CommandError(str(exc)) from exc
         except UnicodeDecodeError as exc:
@@ -52,3 +61,7 @@ class Command(BaseCommand):
             f"{summary.participants_created} new participants, {summary.clicks_created} bubbles, "
             f"{summary.maps_rebuilt} maps rebuilt"
         )
+        if summary.clicks_outside:
+            self.stdout.write(f"{summary.clicks_outside} bubbles outside the image or its crop were dropped:")
+            for line in summary.outside:
+                self.stdout.write(f"  {line}")
