@@ -69,7 +69,8 @@ def differ(a, b):
 before = snapshot()
 rebuild_maps()
 after = snapshot()
-stale = [key for key in after if key not in before or differ(before[key], after[key])]
+# A rebuild also writes an empty map for an image whose rounds all went uncounted: no map before is equal to it.
+stale = [key for key in after if (after[key][1] if key not in before else differ(before[key], after[key]))]
 print("MAPCHECK " + json.dumps({"maps": len(after), "stale": len(stale), "gone": len(set(before) - set(after)),
                                 "with_heatmap": sum(1 for v in after.values() if v[5] is not None),
                                 "examples": [f"{key}: {before.get(key, (None,))[:4]} -> {after[key][:4]}"
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown fault(s) {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
 
     config = StackConfig(panel=False, extra_env={
-        "SCORING_SWEEP_EVERY_S": "5",  # the sweeps are what recover a killed worker's tasks: run them often here
+        "SCORING_SWEEP_EVERY_S": "15",  # the sweeps are what recover a killed worker's tasks: run them often here
         "MAP_SWEEP_EVERY_S": "5",
         "DATABASE_POOL_TIMEOUT": "5",
     })  # fmt: skip

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_ready
+
+from clickme_site import heartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clickme_site.settings")
 
@@ -24,3 +26,5 @@ def use_django_logging(**kwargs: object) -> None:
 
 
 app.autodiscover_tasks()
+# Every worker stamps the cache from a thread of its main process; /healthz reads the stamp's age.
+worker_ready.connect(heartbeat.start_beating, weak=False)

@@ -225,7 +225,6 @@ CELERY_BEAT_SCHEDULE = {
         "task": "games.tasks.sweep_unscored_rounds_task",
         "schedule": float(env_int("SCORING_SWEEP_EVERY_S", 60, minimum=1)),
     },
-    "worker-heartbeat": {"task": "games.tasks.worker_heartbeat_task", "schedule": 60.0},  # /healthz
     "sweep-stale-maps": {  # maps whose build task was lost (maps/sweep.py)
         "task": "maps.tasks.sweep_stale_maps_task",
         "schedule": float(env_int("MAP_SWEEP_EVERY_S", 60, minimum=1)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from clickme_site import heartbeat
 from games.services.scoring import enqueue_unscored_rounds, score_round
 from model_server.client import PartnerUnavailable
 
@@ -27,9 +26,3 @@ def score_round_task(round_id: int) -> None:
 def sweep_unscored_rounds_task() -> None:
     """Periodically re-enqueue rounds whose scoring never happened."""
     enqueue_unscored_rounds()
-
-
-@shared_task(ignore_result=True, expires=heartbeat.HEARTBEAT_EVERY_S)
-def worker_heartbeat_task() -> None:
-    """Stamp the time: /healthz reports a worker whose stamp is old as stale."""
-    heartbeat.stamp()
