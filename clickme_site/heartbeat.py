@@ -1,11 +1,11 @@
 """The workers' heartbeat: each Celery worker stamps the time in the cache; /healthz reads its age.
 
 The stamp comes from a thread in the worker's main process, started when the worker is ready
-(`worker_ready`, connected in clickme_site/celery.py), not from a task: a task would wait in the queue behind a backlog of scoring,
-and a worker that is alive but behind would look dead. How far behind the workers are is the
-health check's other number, the age of the oldest unscored round. A stamp older than
-HEARTBEAT_STALE_S (three missed beats) means no worker is running, or none can reach the cache
-(docs/operations.md, "Health").
+(`worker_ready`, connected in clickme_site/celery.py), not from a task: a task would wait in the
+queue behind a backlog of scoring, and a worker that is alive but behind would look dead. How
+far behind the workers are is the health check's other number, the age of the oldest unscored
+round. A stamp older than HEARTBEAT_STALE_S (three missed beats) means no worker is running, or
+none can reach the cache (docs/operations.md, "Health").
 """
 
 from __future__ import annotations
