@@ -9,4 +9,6 @@ class GamesConfig(AppConfig):
     name = "games"
 
     def ready(self) -> None:
-        from games import checks  # noqa: F401  (registers the system checks)
+        # checks registers the system checks; tasks registers its tasks with Celery in every process
+        # (autodiscovery runs in workers alone): services enqueue them by name (docs/architecture.md, "Imports").
+        from games import checks, tasks  # noqa: F401

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from games.consensus import consensus_map, normalised_saliency
 from games.models import Click, PlaySession, Round
 
 # Inter-bubble intervals in ms. The painting rule allows one bubble per interval (50 ms by default):
@@ -74,23 +75,16 @@ def histogram_svg(gaps: list[int]) -> SafeString:
 
 
 def agreement(round_: Round) -> float | None:
-    """Mean z-scored consensus map at the round's bubbles (NSS); None until the image's map is ready.
+    """Mean z-scored consensus map at the round's bubbles (NSS, games.consensus); None until the image's map is ready.
 
     The map includes this round's own bubbles, so low values are the signal: a player clicking
     where nobody else does scores near or below zero, a typical player well above.
     """
-    from maps.models import ClickMap  # maps imports games: import here, not at top
-
-    click_map = ClickMap.objects.filter(experiment_id=round_.experiment_id, image_id=round_.image_id).first()
-    if click_map is None or not click_map.heatmap:
+    consensus = consensus_map(round_.experiment_id, round_.image_id)
+    if consensus is None:
         return None
-    with click_map.heatmap.open("rb") as handle:
-        heatmap = np.load(handle, allow_pickle=False).astype(np.float64)
-    points = np.array(round_.clicks.values_list("y", "x"), dtype=np.int64).reshape(-1, 2)
-    spread = heatmap.std()
-    if not len(points) or spread == 0:
-        return None
-    return float(((heatmap[points[:, 0], points[:, 1]] - heatmap.mean()) / spread).mean())
+    points = list(round_.clicks.values_list("x", "y"))
+    return normalised_saliency(consensus.heatmap, [x for x, _ in points], [y for _, y in points])
 
 
 def replay_data(rounds: QuerySet[Round]) -> list[dict]:

@@ -1,4 +1,6 @@
-"""Automatic quality rules (SPEC §6): pure functions over a round's bubbles and what is known around it.
+"""Automatic quality rules: pure functions over a round's bubbles and what is known around it.
+
+Design: docs/architecture.md, "Quality and moderation".
 
 Each rule takes the round's bubbles `(x, y, t_ms)` in upload order, a `RoundContext` and the
 `Thresholds`, and returns `(score, reason)` when it fires, else None. No database here:
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from games.consensus import normalised_saliency
 from model_server.canvas import IMAGE_SIZE  # the game's 256 x 256 coordinate space
 
 Bubble = tuple[int, int, int]  # (x, y, t_ms)
@@ -229,14 +232,8 @@ def low_consensus(bubbles: Sequence[Bubble], context: RoundContext, thresholds: 
         or len(inside) < thresholds.consensus_min_bubbles
     ):
         return None
-    heat = np.asarray(context.consensus, dtype=np.float64)
-    spread = heat.std()
-    if spread == 0:
-        return None
-    # NSS: the map's z-score averaged over the bubbles; 0 for random places, 2-4 for typical players.
-    values = heat[[b[1] for b in inside], [b[0] for b in inside]]
-    nss = float(((values - heat.mean()) / spread).mean())
-    if nss >= thresholds.low_consensus:
+    nss = normalised_saliency(context.consensus, [b[0] for b in inside], [b[1] for b in inside])
+    if nss is None or nss >= thresholds.low_consensus:  # None: a flat map says nothing
         return None
     return nss, (
         f"normalised saliency {nss:.2f} of {len(inside)} bubbles on the consensus map of "

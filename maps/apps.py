@@ -9,5 +9,11 @@ class MapsConfig(AppConfig):
     name = "maps"
 
     def ready(self) -> None:
-        # Celery's autodiscovery imports only maps.tasks; the export task lives in its own module.
-        from maps import export_tasks  # noqa: F401
+        # AppConfig.ready() is where Django wants apps wired, once every model is loaded.
+        # The task modules register their tasks with Celery in every process, not only in workers
+        # (autodiscovery runs there alone): services enqueue them by name (docs/architecture.md, "Imports").
+        from games.consensus import set_consensus_provider
+        from maps import export_tasks, receivers, tasks  # noqa: F401  (receivers connect to games.signals)
+        from maps.services import consensus_map
+
+        set_consensus_provider(consensus_map)

@@ -1,4 +1,7 @@
-"""Dataset export jobs: validate and enqueue a request, run it into a new directory, find its files (SPEC §5)."""
+"""Dataset export jobs: validate and enqueue a request, run it into a new directory, find its files.
+
+Design: docs/running-a-study.md.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from kombu.exceptions import OperationalError as BrokerError
 
+from clickme_site.celery import app as celery_app
 from games.models import Experiment
 from maps.export_limits import check_quota
 from maps.exports import (
@@ -38,6 +42,7 @@ logger = logging.getLogger(__name__)
 FORMATS = (*FILE_NAMES, "manifest")  # the manifest is always written; the command may name it
 DATA_FORMATS = tuple(FILE_NAMES)  # what the API offers: the manifest comes with each of them
 FILTERS = ("from", "to", "quality")
+EXPORT_TASK = "maps.export_tasks.export_dataset_task"  # registered by MapsConfig.ready()
 PROGRESS_EVERY_S = 1.0  # how often a running export writes its progress to its row
 
 
@@ -129,10 +134,9 @@ def create_export(*, experiment: Experiment, user: AbstractBaseUser, formats: li
 
 
 def _enqueue(export_id: int) -> None:
-    from maps.export_tasks import export_dataset_task  # the task module imports this one
-
     try:
-        export_dataset_task.delay(export_id)
+        # By its registered name: maps.export_tasks imports this module (docs/architecture.md, "Imports").
+        celery_app.tasks[EXPORT_TASK].delay(export_id)
     except BrokerError as exc:
         record_export_failure(export_id=export_id, error=f"could not reach the task queue: {exc}")
 

@@ -24,6 +24,8 @@ from django.db.models import Count, Q, QuerySet
 from games.models import IMAGE_SIZE, Category, Click, Image, Participant, Round
 from maps.heatmap import SELECTIONS
 from maps.models import ClickMap, Export
+from maps.reliability import OVERLAP_LABELS, OVERLAPS
+from maps.services import experiment_parameters, heatmap_array, missing_maps, overlay_png, raw_map_array
 
 ROUND_CHUNK = 1000  # rounds per page: ~50k bubbles at ~50 per round, one Parquet row group
 MAP_CHUNK = 100  # click maps per page; each is read, written and dropped before the next
@@ -248,7 +250,6 @@ def lab_key_collisions(names: Iterable[str]) -> dict[str, list[str]]:
 
 def _write_maps(export: Export, rounds: QuerySet[Round], directory: Path, tick: Callable[..., None]) -> list[dict]:
     from maps import export_writers as writers
-    from maps.services import heatmap_array, overlay_png, raw_map_array
 
     formats, parameters = set(export.formats), {}
     if "maps_lab_hdf5" in formats:
@@ -382,8 +383,6 @@ def _selection_image_ids(export: Export) -> QuerySet:
 def manifest_maps(export: Export) -> dict[str, Any]:
     """The manifest's "reliability" and "maps" entries: how the maps were selected and scored, what each map
     file holds, and, for every image of the selection without a map, its participants so far and needed."""
-    from maps.reliability import OVERLAP_LABELS, OVERLAPS
-    from maps.services import experiment_parameters, missing_maps
 
     report = export.experiment.reliability_reports.first()
     reliability = None

@@ -25,6 +25,8 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from tqdm import tqdm
 
+from clickme_site.celery import app as celery_app
+from games.consensus import ConsensusMap
 from games.imaging import png_bytes
 from games.models import Click, Experiment, Image, Round
 from maps.heatmap import SELECTIONS, MapParameters, click_maps, count_histograms, overlay, raw_maps
@@ -43,6 +45,7 @@ from maps.reliability import (
 logger = logging.getLogger(__name__)
 
 SELECTION = SELECTIONS["lab"]  # the default recipe's rule, as recorded in a map's parameters["selection"]
+BUILD_TASK = "maps.tasks.build_click_map_task"  # registered by MapsConfig.ready() importing maps.tasks
 CHUNK = 64  # images per vectorised batch: 64 × 256 × 256 int64 histograms stay under 40 MB
 
 
@@ -222,10 +225,9 @@ def enqueue_map_build(*, experiment_id: int, image_id: int) -> None:
     The map is derived data that `rebuild_maps` can always recreate, so neither a broker
     outage nor an in-process (eager) build error may undo or fail the change that caused it.
     """
-    from maps.tasks import build_click_map_task  # tasks import services: import here, not at top
-
     try:
-        build_click_map_task.delay(experiment_id, image_id)
+        # By its registered name: maps.tasks imports this module (docs/architecture.md, "Imports").
+        celery_app.tasks[BUILD_TASK].delay(experiment_id, image_id)
     except Exception:  # see the docstring: nothing here may break the caller
         logger.exception("could not rebuild the map of image %s in experiment %s", image_id, experiment_id)
 
@@ -240,6 +242,17 @@ def heatmap_array(click_map: ClickMap) -> np.ndarray:
     if not click_map.heatmap:
         raise ValueError(f"{click_map} has no heatmap yet: fewer than its minimum participants")
     return _load_npy(click_map.heatmap)
+
+
+def consensus_map(experiment_id: int, image_id: int) -> ConsensusMap | None:
+    """The image's published map and its participants, for games' quality rules (games.consensus); None until ready.
+
+    MapsConfig.ready() registers this as games' consensus provider, so games never imports maps.
+    """
+    click_map = ClickMap.objects.filter(experiment_id=experiment_id, image_id=image_id).first()
+    if click_map is None or not click_map.heatmap:
+        return None
+    return ConsensusMap(heatmap_array(click_map), click_map.participant_count)
 
 
 def raw_map_array(click_map: ClickMap) -> np.ndarray:
@@ -470,6 +483,7 @@ __all__ = [
     "SELECTION",
     "build_click_map",
     "compute_reliability",
+    "consensus_map",
     "counts_array",
     "enqueue_map_build",
     "experiment_parameters",

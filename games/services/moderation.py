@@ -1,4 +1,6 @@
-"""Moderators' actions (SPEC §6): each needs a reason, deletes nothing, is logged, and propagates.
+"""Moderators' actions: each needs a reason, deletes nothing, is logged, and propagates.
+
+Design: docs/architecture.md, "Quality and moderation".
 
 Every action writes exactly one ModerationAction, even when it changes nothing (acting twice is
 harmless and still leaves a trace of who tried what). What an action changes reaches the rest of
@@ -17,6 +19,7 @@ from django.utils import timezone
 
 from games.models import Image, ModerationAction, Participant, PlaySession, Round
 from games.services.scoring import refresh_image_counts, refresh_participant_score
+from games.signals import announce_rounds_changed
 
 MODERATE_PERMISSION = "games.moderate"
 Kind = ModerationAction.Kind
@@ -52,9 +55,7 @@ def _check(actor: AbstractBaseUser, reason: str) -> str:
 
 
 def _propagate(rounds: QuerySet[Round], *, rescore: bool = True) -> dict[str, int]:
-    """Recompute counts (and scores) now and rebuild the touched maps after commit; returns what was touched."""
-    from maps.services import enqueue_map_build  # maps imports games: import here, not at top
-
+    """Recompute counts (and scores) now and announce the touched images after commit; returns what was touched."""
     rows = set(rounds.values_list("experiment_id", "image_id", "participant_id").distinct())
     pairs = sorted({(experiment_id, image_id) for experiment_id, image_id, _ in rows})
     participants = sorted({participant_id for *_, participant_id in rows}) if rescore else []
@@ -62,12 +63,7 @@ def _propagate(rounds: QuerySet[Round], *, rescore: bool = True) -> dict[str, in
         refresh_image_counts(image_id=image_id)
     for participant_id in participants:
         refresh_participant_score(participant_id=participant_id)
-
-    def rebuild() -> None:
-        for experiment_id, image_id in pairs:
-            enqueue_map_build(experiment_id=experiment_id, image_id=image_id)
-
-    transaction.on_commit(rebuild)
+    announce_rounds_changed(pairs)  # maps rebuilds these images' maps once this commits
     return {"maps_rebuilt": len(pairs), "participants_rescored": len(participants)}
 
 

@@ -13,6 +13,7 @@ from django.db.models import Count, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from PIL import Image as PILImage
 
+from games.consensus import consensus_map
 from games.models import Click, PlaySession, QualityFlag, Round
 from games.quality import Bubble, RoundContext, Thresholds, run_rules
 
@@ -71,18 +72,13 @@ def _mask(round_: Round) -> np.ndarray | None:
 
 
 def _consensus(round_: Round) -> tuple[np.ndarray | None, int]:
-    """The image's heatmap in this experiment and its participants, or (None, 0) until it has one."""
-    from maps.models import ClickMap  # maps imports games: import here, not at top
-    from maps.services import heatmap_array
-
-    click_map = ClickMap.objects.filter(experiment_id=round_.experiment_id, image_id=round_.image_id).first()
-    if click_map is None or not click_map.heatmap:
-        return None, 0
+    """The image's consensus map in this experiment and its participants, or (None, 0) until it has one."""
     try:
-        return heatmap_array(click_map), click_map.participant_count
+        consensus = consensus_map(round_.experiment_id, round_.image_id)
     except (ValueError, OSError):  # a file being replaced by a rebuild: judge without it
         logger.warning("no consensus map for round %s", round_.pk, exc_info=True)
         return None, 0
+    return (consensus.heatmap, consensus.participants) if consensus is not None else (None, 0)
 
 
 def recent_paths(round_: Round, thresholds: Thresholds) -> list[tuple[str, list[Bubble]]]:

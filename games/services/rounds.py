@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
+from clickme_site.celery import app as celery_app
 from games.models import Click, Experiment, Participant, PlaySession, Round
 from games.painting import Bubble, PaintingRuleBroken, check_bubbles
 from games.partner import live_client, partner_classes
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 GUESSES_SHOWN = 5  # the page shows the partner's five best guesses whatever the experiment's k
 RESUME_WITHIN = timedelta(hours=6)
+SCORE_TASK = "games.tasks.score_round_task"  # registered by GamesConfig.ready() importing games.tasks
 # Rounds a session may start per round it must complete: room for reloads and empty rounds,
 # but no endless supply of images for someone who never paints.
 MAX_STARTS_PER_ROUND = 3
@@ -263,10 +265,9 @@ def enqueue_scoring(round_id: int) -> None:
     Without a broker the task runs right here, and a partner outage surfaces as Retry (or
     the partner's error): the round waits for the sweep just the same.
     """
-    from games.tasks import score_round_task  # tasks import services: import here, not at top
-
     try:
-        score_round_task.delay(round_id)
+        # By its registered name: games.tasks imports the services (docs/architecture.md, "Imports").
+        celery_app.tasks[SCORE_TASK].delay(round_id)
     except (BrokerError, ConnectionError, OSError) as exc:
         logger.warning("could not enqueue scoring of round %s (%s); the sweep will retry", round_id, exc)
     except (Retry, PartnerError) as exc:

@@ -1,4 +1,7 @@
-"""Authoritative scoring: replay a round's stored bubbles against the partner (SPEC §3)."""
+"""Authoritative scoring: replay a round's stored bubbles against the partner.
+
+Design: docs/architecture.md, "The path of a click".
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from games.painting import points_for
 from games.partner import partner_classes, record_version, scoring_client
 from games.recognition import is_recognised, recognition_floor
 from games.services.quality import check_round_quality
+from games.services.rounds import enqueue_scoring
+from games.signals import announce_round_counted
 from model_server.client import Guess, GuessItem
 from model_server.seeds import noise_seed
 
@@ -109,11 +114,8 @@ def _record_score(
         check_round_quality(round_id=locked.pk)  # flags are for review: the round is scored all the same
     except Exception:  # a failing rule must never stop scoring; its savepoint has been rolled back
         logger.exception("quality checks failed on round %s", locked.pk)
-    if locked.counts:  # every scored valid round feeds its image's map, once it is committed
-        from maps.services import enqueue_map_build  # maps imports this module: import here, not at top
-
-        experiment_id, image_id = locked.experiment_id, locked.image_id
-        transaction.on_commit(lambda: enqueue_map_build(experiment_id=experiment_id, image_id=image_id))
+    if locked.counts:  # every scored valid round feeds its image's map (maps listens), once it is committed
+        announce_round_counted(experiment_id=locked.experiment_id, image_id=locked.image_id)
     logger.info("scored round %s: %s, %s points", locked.pk, locked.outcome, locked.points)
     return locked
 
@@ -136,8 +138,6 @@ def refresh_participant_score(*, participant_id: int) -> None:
 
 def enqueue_unscored_rounds(*, older_than: timedelta = SWEEP_AFTER) -> int:
     """Re-enqueue rounds left submitted but unscored (model server or broker was down)."""
-    from games.services.rounds import enqueue_scoring
-
     cutoff = timezone.now() - older_than
     ids = list(
         Round.objects.filter(status=Round.Status.SUBMITTED, submitted_at__lt=cutoff)
