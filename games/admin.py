@@ -1,4 +1,7 @@
-"""Admin registration for the game's data, with the moderators' review queue and actions (SPEC §6)."""
+"""Admin registration for the game's data, with the moderators' review queue and actions.
+
+Design: docs/architecture.md, "Quality and moderation".
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Cheating painters for `simulate_players --cheat KIND` (SPEC §6): one per kind of cheating the quality rules catch.
+"""Cheating painters for `simulate_players --cheat KIND`: one per kind of cheating the quality rules catch.
+
+Design: docs/architecture.md, "Quality and moderation".
 
 Like games.simulation, pure functions of a mask, the round's rules and a seeded generator; each
 returns the bubbles a cheater would upload for one round. Only `forged_fast` breaks the painting

@@ -1,4 +1,4 @@
-"""The painting rules of SPEC §2 as checks on uploaded bubbles: pure functions, no database.
+"""The painting rules (docs/game-api.md, "Painting") as checks on uploaded bubbles: pure functions, no database.
 
 The browser adds a bubble every `bubble_interval_ms`, at most `bubble_max_step` px from the
 previous one, for at most `time_limit_ms`. Anything an honest browser cannot produce is refused,
@@ -58,7 +58,7 @@ def check_bubbles(bubbles: Sequence[Bubble], *, previous: Bubble | None, stored:
 
 
 def points_for(*, recognised_at_ms: int | None, settings: dict) -> int:
-    """Points of a round: max_points × (1 − elapsed / time limit) at recognition, else 0 (SPEC §2)."""
+    """Points of a round: max_points × (1 − elapsed / time limit) at recognition, else 0 (docs/game-api.md)."""
     if recognised_at_ms is None:
         return 0
     fraction_left = max(0.0, 1.0 - recognised_at_ms / settings["time_limit_ms"])

@@ -1,4 +1,4 @@
-"""Rate limits on the game API (SPEC §6): per participant and per client address, in the cache.
+"""Rate limits on the game API: per participant and per client address, in the cache.
 
 Fixed windows counted with cache.add + cache.incr, both atomic in Redis and in the local-memory
 cache, so concurrent workers never lose a count. Limits come from settings.GAME_RATE_LIMITS by

@@ -1,4 +1,6 @@
-"""How a simulated participant paints (SPEC §8): a pointer touring the object, and the bubble trail it leaves.
+"""How a simulated participant paints: a pointer touring the object, and the bubble trail it leaves.
+
+Design: docs/architecture.md, "Simulated players and demo data".
 
 Pure functions of a mask, the round's rules and a seeded generator; no database, no HTTP. The
 trail is made exactly as the browser makes it (`static/games/round.js`): the first bubble where

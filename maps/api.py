@@ -1,4 +1,6 @@
-"""The researcher REST API: experiments, images, rounds, maps, exports and reliability (SPEC §5).
+"""The researcher REST API: experiments, images, rounds, maps, exports and reliability.
+
+Design: docs/running-a-study.md, "The researcher API".
 
 Every view resolves its experiment through `visible_experiments`, so another researcher's data
 answers 404 (its existence does not leak) and a request without credentials answers 401.

@@ -1,7 +1,8 @@
 """Simulated clicks on the demo set, and the benchmark of vectorised maps against the lab's per-click way.
 
 The clicks are painted on each demo image's object mask by the game's own simulated players
-(SPEC §8), so tests of reliability and the benchmark see trails like the ones played.
+(docs/architecture.md, "Simulated players and demo data"), so tests of reliability and the
+benchmark see trails like the ones played.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def demo_masks(n_images: int, seed: int = 0) -> np.ndarray:
 
 
 def simulate(masks: np.ndarray, participants: int, clicks: int = 60, seed: int = 0) -> SimulatedClicks:
-    """`participants` simulated players per image, each painting about `clicks` bubbles (SPEC §8).
+    """`participants` simulated players per image, each painting about `clicks` bubbles.
 
     Each trail is painted by the game's simulated player (games.simulation.paint: a pointer
     touring the object with human-like speed, tremor, lifts and off-object aims) and cut where

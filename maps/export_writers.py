@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-# One row per bubble (SPEC §5). `participant` is the pseudonymous username, never a panel id.
+# One row per bubble (docs/running-a-study.md, "7. Export").
+# `participant` is the pseudonymous username, never a panel id.
 CLICK_SCHEMA = pa.schema(
     [
         ("round", pa.int64()),

@@ -1,4 +1,4 @@
-"""ClickMe maps from bubble centres, in pure NumPy/SciPy: counts → mean → blur → min-max (SPEC §4).
+"""ClickMe maps from bubble centres, in pure NumPy/SciPy: counts → mean → blur → min-max (docs/maps-and-reliability.md).
 
 Blur is linear, so a map is computed from the summed integer histogram of an image's
 participants and blurred once; nothing is ever blurred click by click. The disk blur works in

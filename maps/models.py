@@ -52,7 +52,7 @@ class ClickMap(models.Model):
 
 
 class ReliabilityReport(models.Model):
-    """Split-half ceiling and different-image floor of an experiment's maps (SPEC §4)."""
+    """Split-half ceiling and different-image floor of an experiment's maps (docs/maps-and-reliability.md)."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="reliability_reports")
     parameters = models.JSONField(help_text="Iterations, seed, map parameters.")

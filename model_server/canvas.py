@@ -1,4 +1,4 @@
-"""The 256x256 game canvas every image becomes (SPEC section 2), in one place for the site and the server.
+"""The 256x256 game canvas every image becomes (docs/game-api.md), in one place for the site and the server.
 
 Pure Pillow, no torch: the site (games.imaging) imports it, and the web image does not install
 torch. The model server's image decoding (registry.decode_image) and training (data.ImageFolder)

@@ -36,7 +36,7 @@ class GALAConfig:
     # before these fields existed load with the defaults, which are what they were trained with.
     attention: str = "gala"
     placement: str = "output"
-    map_weight: float = 1.0  # lambda of the click-map loss when co-training (SPEC section 7)
+    map_weight: float = 1.0  # lambda of the click-map loss when co-training (docs/training.md)
 
     def __post_init__(self) -> None:
         """Normalise lists (from a checkpoint or argparse) to tuples and reject impossible values."""

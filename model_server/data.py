@@ -1,7 +1,7 @@
 """Datasets of (image, label, map) for training, and the bubble sampler that imitates painting.
 
 Every item is what the partner sees of a whole image: the 224 centre crop of the 256 game canvas
-(SPEC section 2), as floats in [0, 1], with its label and an optional map in the same pixels (an
+(docs/game-api.md), as floats in [0, 1], with its label and an optional map in the same pixels (an
 object mask for the demo set, a ClickMe map from the ``maps`` export otherwise).
 """
 
@@ -104,8 +104,8 @@ def sample_bubbles(
 ) -> torch.Tensor:
     """Sample painted bubble centres (B, N, 2) as (x, y), padded with -1, following maps (B, 1, H, W).
 
-    Players paint strokes: a bubble lands at most ``step`` px from the previous one (SPEC section
-    2) and strokes stay on what matters. So each stroke starts at a point drawn in proportion to
+    Players paint strokes: a bubble lands at most ``step`` px from the previous one (docs/game-api.md,
+    "Painting") and strokes stay on what matters. So each stroke starts at a point drawn in proportion to
     the map (or, with probability ``off_map``, anywhere), wanders with a drifting heading, and
     restarts elsewhere when it would leave the map (values < 0.5) or the image.
     """

@@ -1,4 +1,6 @@
-"""Procedural demo image set: filled shapes on cluttered backgrounds, with object masks (SPEC §8).
+"""Procedural demo image set: filled shapes on cluttered backgrounds, with object masks.
+
+Design: docs/architecture.md, "Simulated players and demo data".
 
 No real image set can be downloaded at run time, so the project draws its own. Every sample is a
 pure function of (seed, split, class, index): ``generate(n_per_class=5)`` is a prefix of

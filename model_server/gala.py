@@ -10,8 +10,8 @@ learnable per-channel a and m, and the block outputs U * A.
 
 One deliberate deviation: f(z) = 2 sigmoid(z) (or 1 + tanh(z)) instead of sigmoid(z) (or tanh(z)),
 and a = m = 0 at initialisation. Then A == 1 exactly for any input, so a GALA network that loads a
-plain ResNet's weights computes exactly what that network computed (SPEC section 3), and training
-moves away from the identity from there. The gate is the plain sigmoid gate doubled, so it ranges
+plain ResNet's weights computes exactly what that network computed (docs/training.md, "Architecture"),
+and training moves away from the identity from there. The gate is the plain sigmoid gate doubled, so it ranges
 over (0, 2) rather than (0, 1). Its map mean_c(A^2) is 4x the paper's: the L2 normalisation of
 the co-training loss cancels that, the released code's sqrt(sum) leaves a factor 2, which only
 changes how far the learned gate must move to match a click map. Unlike a separate zero-initialised

@@ -1,4 +1,4 @@
-"""Training losses as pure functions: classification and click-map alignment (SPEC section 7).
+"""Training losses as pure functions: classification and click-map alignment (docs/training.md, "Co-training losses").
 
 The map loss follows Linsley et al. (ICLR 2019) and its released code; shapes are in comments.
 """

@@ -1,4 +1,4 @@
-"""What the partner network sees: bubbles of clean pixels over a noised image (SPEC §2).
+"""What the partner network sees: bubbles of clean pixels over a noised image (docs/game-api.md, "Painting").
 
 This is the one implementation used by live serving, authoritative scoring and training, so the
 three agree bit for bit for the same image, bubbles and noise seed. The browser paints the same
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 CROP_SIZE = 224  # what the network sees: the centre crop of the canvas
-BUBBLE_SIZE = 21  # one size for the player's view and the network's (SPEC §2)
+BUBBLE_SIZE = 21  # one size for the player's view and the network's
 NOISE_STD = 0.4
 
 

@@ -1,4 +1,4 @@
-"""Train a GALA network: one top-to-bottom script in nanoGPT's manner (SPEC section 7).
+"""Train a GALA network: one top-to-bottom script in nanoGPT's manner (docs/training.md).
 
 The demo partner (draws its data in memory; about 4 minutes on 2 CPU cores):
 
@@ -200,7 +200,7 @@ def augment(
         # and a partner trained on the game's rendering learns to read silhouettes through it
         # (95 % top-1 with no bubble at all, measured). Noising another image of the batch instead
         # makes everything outside the bubbles useless, so the partner learns to recognise the
-        # revealed parts, which is what the game asks of it (SPEC section 2).
+        # revealed parts, which is what the game asks of it (docs/game-api.md).
         decoys = images[torch.randperm(batch, generator=generator)][chosen]
         images = images.clone()
         images[chosen] = reveal(images[chosen], maps[chosen], counts, generator, decoys)

@@ -208,7 +208,7 @@ class Experiment(models.Model):
     image_set = models.ForeignKey(ImageSet, on_delete=models.PROTECT, related_name="experiments")
     partner = models.ForeignKey(PartnerModel, on_delete=models.PROTECT, related_name="experiments")
 
-    # Game parameters (SPEC §2); defaults reproduce the original ClickMe.ai.
+    # Game parameters (docs/running-a-study.md, "3. Create the study"); defaults reproduce the original ClickMe.ai.
     bubble_size = models.PositiveSmallIntegerField(default=21, help_text="Square bubble side, px.")
     bubble_interval_ms = models.PositiveSmallIntegerField(default=50)
     bubble_max_step = models.PositiveSmallIntegerField(default=7, help_text="Max px between bubbles.")
@@ -222,7 +222,7 @@ class Experiment(models.Model):
     retire_on_plateau = models.BooleanField(default=False)
     plateau_tolerance = models.FloatField(default=0.01, help_text="Split-half gain under which to retire.")
     catch_trial_rate = models.FloatField(default=0.0, help_text="Fraction of rounds that are catch trials.")
-    # Thresholds of the automatic quality rules (SPEC §6), by rule name; empty = defaults.
+    # Thresholds of the automatic quality rules (games/quality.py), by rule name; empty = defaults.
     quality_thresholds = models.JSONField(default=dict, blank=True)
 
     # When a round counts as recognised (docs/running-a-study.md, "Recognised"): the target in
@@ -295,7 +295,7 @@ class Experiment(models.Model):
 
 
 class Contest(models.Model):
-    """A period over which a separate leaderboard is kept (SPEC §2, rewards)."""
+    """A period over which a separate leaderboard is kept."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="contests")
     name = models.CharField(max_length=200)

@@ -1,4 +1,4 @@
-"""Which image a participant plays next (SPEC §2, image sampling)."""
+"""Which image a participant plays next (docs/architecture.md, "The game")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Split-half reliability on simulated players (SPEC §4, §8), the stored report, and plateau retirement."""
+"""Split-half reliability on simulated players, the stored report, and plateau retirement.
+
+Design: docs/maps-and-reliability.md.
+"""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ PINNED_OFFSETS = [[-181, -149, -138, -127], [-206, -149, -58, -178], [-116, -346
 
 
 def reference_mask(points: list[tuple[int, int]], size: int, image_size: int = 256) -> torch.Tensor:
-    """Paint squares pixel by pixel: the rule of SPEC §2 written as plainly as possible."""
+    """Paint squares pixel by pixel: the bubble rule written as plainly as possible."""
     mask = torch.zeros(image_size, image_size, dtype=torch.bool)
     for x, y in points:
         for row in range(y - size // 2, y - size // 2 + size):

@@ -1,4 +1,4 @@
-// Moderators' replay (SPEC §6): a round's recorded bubbles appear over its image in their recorded
+// Moderators' replay (docs/architecture.md, "Quality and moderation"): a round's recorded bubbles appear over its image in their recorded
 // timing, so a bot's metronome or a raster sweep is visible at a glance. Data comes from the
 // admin page through json_script (#replay-data); the canvas says data-state="done" when finished.
 

@@ -1,4 +1,4 @@
-// The bubble rule of SPEC §2 for the browser: the same squares model_server/reveal.py reveals
+// The bubble rule (docs/game-api.md, "Painting") for the browser: the same squares model_server/reveal.py reveals
 // to the partner network (checked pixel for pixel by model_server/tests/test_reveal_js.py).
 // Coordinates are image pixels of the 256x256 canvas, whatever its size on screen.
 

@@ -102,7 +102,7 @@ class Command(BaseCommand):
                 "owner": owner,
                 "image_set": image_set,
                 "partner": partner,
-                "top_k": 1,  # 10 classes: SPEC §2 uses top-1 for the demo set
+                "top_k": 1,  # 10 classes: go-live refuses a top-k above a fifth of them
                 "rounds_per_session": 10,
                 "catch_trial_rate": DEMO_CATCH_TRIAL_RATE,
                 "consent_text": DEMO_CONSENT,
