@@ -425,5 +425,10 @@ def report(recorder: Recorder, done: dict[str, str], rounds: RoundCheck, maps: d
     return 1 if failed else 0
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the `with` blocks: the stack and the private Postgres stop
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main())
