@@ -39,13 +39,13 @@ def test_a_map_built_after_its_rounds_is_not_stale_and_a_newer_round_makes_it_st
     assert stale_maps() == [(experiment.pk, image.pk)]
 
 
-def test_the_sweep_rebuilds_stale_maps_from_their_rounds_and_leaves_fresh_ones() -> None:
+def test_the_sweep_rebuilds_stale_maps_from_their_rounds_and_leaves_fresh_ones(eager_tasks) -> None:
     experiment, stale_image, fresh_image = ExperimentFactory(), ImageFactory(), ImageFactory()
     scored_minutes_ago(5, experiment=experiment, image=fresh_image, clicks=[(1, 1), (2, 2)])
     build_click_map(experiment_id=experiment.pk, image_id=fresh_image.pk)
     scored_minutes_ago(5, experiment=experiment, image=stale_image, clicks=[(10, 10), (20, 20)])
     scored_minutes_ago(4, experiment=experiment, image=stale_image, clicks=[(30, 30), (40, 40), (50, 50)])
-    assert enqueue_stale_maps() == 1  # tasks run in-process in tests: the rebuild is done on return
+    assert enqueue_stale_maps() == 1  # tasks run in-process here: the rebuild is done on return
     rebuilt = ClickMap.objects.get(experiment=experiment, image=stale_image)
     assert (rebuilt.participant_count, rebuilt.click_count) == (2, 5)
     assert stale_maps() == [] and enqueue_stale_maps() == 0
