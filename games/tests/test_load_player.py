@@ -27,20 +27,20 @@ def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, 
         yield partner.url
 
 
-@pytest.mark.xfail(
-    reason="issue 17, open: on CI's Postgres run the 14 s Locust run stored no round; not yet diagnosed", strict=False
-)
-def test_a_locust_player_plays_stores_and_submits_rounds(live_server, demo, partner_process, settings, tmp_path):
+def test_a_locust_player_plays_stores_and_submits_rounds(
+    live_server, demo, partner_process, settings, tmp_path, eager_tasks
+):
+    # eager_tasks: with REDIS_URL (CI's Postgres run) scoring would wait in a broker no worker reads.
     # Locust monkey-patches the interpreter with gevent, so it runs in its own process; one player,
     # because the live server shares one in-memory SQLite connection.
     env = {**os.environ, "BENCH_MEDIA_ROOT": str(settings.MEDIA_ROOT), "BENCH_PANEL_SHARE": "0"}
     command = [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
                "--host", live_server.url, "--users", "1", "--spawn-rate", "1", "--run-time", "14s",
                "--csv", str(tmp_path / "load"), "--only-summary", "--stop-timeout", "10"]  # fmt: skip
-    subprocess.run(command, cwd=ROOT, env=env, check=False, capture_output=True, timeout=90)
+    done = subprocess.run(command, cwd=ROOT, env=env, check=False, capture_output=True, timeout=90, text=True)
 
     submitted = Round.objects.filter(experiment=demo, status__in=["submitted", "scored"])
-    assert submitted.count() >= 1
+    assert submitted.count() >= 1, done.stderr[-3000:]
     assert all(round_.bubble_count > 0 or round_.outcome == "skipped" for round_ in submitted)
     assert Round.objects.filter(experiment=demo, status="scored").count() >= 1
     stats = (tmp_path / "load_stats.csv").read_text()
