@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -76,7 +77,11 @@ def site_env(root: Path) -> dict[str, str]:
         "EXPORT_SETTLE_SECONDS": "0",  # the players have finished when the export starts
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_ADDRESS_FACTOR": "100000",  # every player comes from 127.0.0.1
-        "MODEL_SERVER_TIMEOUT_MS": "10000",  # two shared cores: a live guess may take longer than 1.5 s
+        # Simulated players start their rounds faster than people (a 429 fails simulate_players).
+        "RATE_LIMIT_ROUNDS": "1000/10",
+        "RATE_LIMIT_CLICKS": "10000/10",
+        "RATE_LIMIT_GUESSES": "10000/10",
+        "MODEL_SERVER_TIMEOUT_MS": "60000",  # two shared cores: a live guess may take longer than 1.5 s
     }
     env.pop("REDIS_URL", None)  # tasks (scoring, maps) run in the web process
     return env
@@ -92,6 +97,25 @@ def manage(env: dict[str, str], log: Path, *args: str) -> str:
     return finished.stdout
 
 
+def play(env: dict[str, str], log: Path, *args: str) -> None:
+    """`manage.py simulate_players`; a run whose only errors are live guesses that timed out (503) counts.
+
+    On two shared cores the partner now and then misses even a 60 s deadline; the page then shows
+    no guess and play goes on (docs/game-api.md), and every round is still stored and scored, which
+    the command's own database check confirms.
+    """
+    try:
+        manage(env, log, "simulate_players", *args)
+    except RuntimeError as failure:
+        report = log.read_text().rsplit("$ manage.py simulate_players", 1)[-1]
+        errors = re.findall(r"^  (\S.*?)\s{2,}(\d+)\s+e\.g\.", report, re.M)
+        checked = re.search(r"database check: (\d+) of (\d+) submitted rounds are scored", report)
+        if not errors or any(kind != "guess 503" for kind, _ in errors) or not checked:
+            raise
+        if checked.group(1) != checked.group(2):
+            raise failure
+
+
 def collect_maps(config: DemoConfig, folders: dict[str, Path], args: argparse.Namespace) -> dict[str, Path]:
     """Steps 2-4: play both studies through the game and export their maps; return the export folders."""
     root = config.root
@@ -99,24 +123,31 @@ def collect_maps(config: DemoConfig, folders: dict[str, Path], args: argparse.Na
     if all((folder / "maps.h5").exists() for folder in exports.values()):
         print(f"human maps: reusing {', '.join(map(str, exports.values()))}")
         return exports
-    for stale in ("site.sqlite3", "media", "exports-site", "exports"):
-        path = root / stale
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    env, log = site_env(root), root / "logs" / "site.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    # A site whose setup finished, and studies already played, are kept (markers in <run>/logs):
+    # an interrupted run goes on from the study it was playing.
+    markers = root / "logs"
+    markers.mkdir(parents=True, exist_ok=True)
+    env, log = site_env(root), markers / "site.log"
     steps = tqdm(total=6 + 2 * len(STUDIES), desc="human maps", unit="step")
-    manage(env, log, "migrate", "--noinput")
-    steps.update()
-    manage(env, log, "seed_demo", "--per-class", "1", "--no-progress")  # the partner, its owner, the demo study
-    steps.update()
-    for name, slug in STUDIES.items():
-        manifest = folders[IMAGE_SETS[name]].with_suffix(".csv")  # the images to play (make_image_sets)
-        manage(env, log, "import_images", str(manifest), "--image-set", slug, "--no-progress")
+    if not (markers / "site-ready").exists() or not (root / "site.sqlite3").exists():
+        for stale in ("site.sqlite3", "media", "exports-site", "exports"):
+            path = root / stale
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        for marker in markers.glob("played-*"):
+            marker.unlink()
+        manage(env, log, "migrate", "--noinput")
         steps.update()
-    rounds = min(10, config.test_mapped_per_class * len(config.classes))
-    script = STUDY_SCRIPT.format(slugs=list(STUDIES.values()), rounds=rounds, players=args.players_per_image)
-    manage(env, log, "shell", "-c", script)
-    steps.update()
+        manage(env, log, "seed_demo", "--per-class", "1", "--no-progress")  # the partner, its owner, the demo study
+        steps.update()
+        for name, slug in STUDIES.items():
+            manifest = folders[IMAGE_SETS[name]].with_suffix(".csv")  # the images to play (make_image_sets)
+            manage(env, log, "import_images", str(manifest), "--image-set", slug, "--no-progress")
+            steps.update()
+        rounds = min(10, config.test_mapped_per_class * len(config.classes))
+        script = STUDY_SCRIPT.format(slugs=list(STUDIES.values()), rounds=rounds, players=args.players_per_image)
+        manage(env, log, "shell", "-c", script)
+        (markers / "site-ready").touch()
+    steps.update(5 - steps.n)
     with ExitStack() as stack:
         partner = stack.enter_context(
             serve_partner(checkpoint=DEMO_CHECKPOINT, name=PARTNER, image_root=Path(env["MEDIA_ROOT"]),
@@ -134,6 +165,9 @@ def collect_maps(config: DemoConfig, folders: dict[str, Path], args: argparse.Na
         wait_until_ready(site, timeout=120)
         steps.update()
         for name, slug in STUDIES.items():
+            if (markers / f"played-{slug}").exists():
+                steps.update()
+                continue
             per_class = config.mapped_per_class if name == "train" else config.test_mapped_per_class
             images = per_class * len(config.classes)
             # Images are served breadth first (games.services.sampling.choose_image), so players x
@@ -141,10 +175,10 @@ def collect_maps(config: DemoConfig, folders: dict[str, Path], args: argparse.Na
             rounds = min(images, 20)
             players = -(-args.players_per_image * images // rounds)
             started = time.perf_counter()
-            manage(env, log, "simulate_players", "--url", site.url, "--experiment", slug, "--players",
-                   str(players), "--rounds", str(rounds), "--concurrency", str(args.concurrency),
-                   "--seed", str(config.image_seed), "--think-ms", "0", "--skip-rate", "0",
-                   "--no-progress")  # fmt: skip
+            play(env, log, "--url", site.url, "--experiment", slug, "--players", str(players), "--rounds",
+                 str(rounds), "--concurrency", str(args.concurrency), "--seed", str(config.image_seed),
+                 "--think-ms", "0", "--skip-rate", "0", "--no-progress")  # fmt: skip
+            (markers / f"played-{slug}").touch()
             steps.set_postfix(last=f"{slug}: {players * rounds} rounds in "
                               f"{time.perf_counter() - started:.0f} s")  # fmt: skip
             steps.update()
@@ -172,14 +206,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="training images per class played in the game")  # fmt: skip
     parser.add_argument("--test-per-class", type=int, default=defaults.test_per_class)
     parser.add_argument("--test-mapped-per-class", type=int, default=defaults.test_mapped_per_class)
-    parser.add_argument("--players-per-image", type=int, default=5, help="participants per image (maps need 5)")
+    parser.add_argument("--players-per-image", type=int, default=6,
+                        help="participants per image (a map needs 5; one spare)")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=4, help="simulated players at once")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds))
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--map-loss", default=defaults.map_loss, choices=["gala", "harmonization"])
+    parser.add_argument("--map-loss", default=defaults.map_loss, choices=["gala", "harmonization", "rrr"])
     parser.add_argument("--map-weight", type=float, default=defaults.map_weight)
     parser.add_argument("--parallel", type=int, default=defaults.parallel, help="training runs at once")
     parser.add_argument("--fresh", action="store_true", help="remove the run directory first")
+    parser.add_argument("--maps-only", action="store_true", help="stop once the human maps are exported")
     args = parser.parse_args(argv)
     config = replace(defaults, run_dir=args.run_dir, per_class=args.per_class, test_per_class=args.test_per_class,
                      mapped_per_class=args.mapped_per_class, test_mapped_per_class=args.test_mapped_per_class,
@@ -192,6 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     folders = make_image_sets(config)
     exports = collect_maps(config, folders, args)
     maps_done = time.perf_counter()
+    if args.maps_only:
+        print(f"human maps in {', '.join(map(str, exports.values()))} after {(maps_done - started) / 60:.1f} min")
+        return
     rows = run_all(config, exports)
     text = report(rows, config)
     total = time.perf_counter() - started

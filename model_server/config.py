@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-NONLINEARITIES = ("sigmoid", "tanh")
+NONLINEARITIES = ("sigmoid", "tanh", "hard")
 COMBINATIONS = ("additive", "multiplicative", "both")
 ATTENTIONS = ("gala", "se", "cbam", "none")  # attention.create_attention's kinds
 PLACEMENTS = ("output", "input")
@@ -26,7 +26,9 @@ class GALAConfig:
     # (or attention "none") gives the plain ResNet.
     gala_layers: tuple[int, ...] = (3,)
     reduction: int = 4  # r in C -> C/r (both branches); the paper uses 4 with conv4_x
-    nonlinearity: str = "sigmoid"  # the released code's; the paper writes tanh
+    # The released code's sigmoid; the paper writes tanh; "hard" is clamp(1 + z, 0, 2), a gate that
+    # can reach exactly 0 (BatchNorm after a gated block rescales any gate that only comes close).
+    nonlinearity: str = "sigmoid"
     extra_conv: bool = True  # the released code's 5x5 conv in the middle of the local branch
     combination: str = "both"  # which of a*(G+S) and m*(G*S) enter the gate
     image_size: int = 224

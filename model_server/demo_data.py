@@ -42,9 +42,13 @@ CLASSES: tuple[str, ...] = (
 # bubble then uncovers 1-3 % of the object, so a few dozen bubbles are needed to recognise it.
 MIN_AREA, MAX_AREA = 0.06, 0.22
 SPLITS = {"train": 0, "test": 1}
-# Background cues (docs/training.md, "The shortcut demonstration"): none, the image's own class's
-# (hue and stripe direction), or a wrong class's ("cue-conflict" test images).
-CUES = ("none", "class", "conflict")
+# Background cues (docs/training.md, "The shortcut demonstration"): none, the image's own class's,
+# or a wrong class's ("cue-conflict" test images). "class"/"conflict" colour the whole background
+# (its hue and stripe direction); "patch"/"patch-conflict" leave the background as without a cue
+# and add a small class-coloured, class-striped square in a corner, away from the object, like
+# decoy MNIST's corner patch (Ross et al. 2017).
+CUES = ("none", "class", "conflict", "patch", "patch-conflict")
+PATCH_SIZE, PATCH_INSET = 40, 24  # canvas pixels; the inset keeps the patch inside the partner's 224 crop
 # Drawing at twice the resolution and downsampling gives anti-aliased object edges.
 SUPERSAMPLE = 2
 
@@ -213,9 +217,26 @@ def cue_label(label: int, index: int, cue: str, classes: int = len(CLASSES)) -> 
         raise ValueError(f"cue must be one of {CUES}, not {cue!r}")
     if cue == "none":
         return None
-    if cue == "class":
+    if cue in ("class", "patch"):
         return label
     return (label + 1 + index % (classes - 1)) % classes
+
+
+def _patch(pixels: np.ndarray, mask: np.ndarray, label: int, classes: int, rng: np.random.Generator) -> np.ndarray:
+    """Paint the class-coded patch in the corner (of four, tried in a random order) that overlaps the object least."""
+    low, high = PATCH_INSET, IMAGE_SIZE - PATCH_INSET - PATCH_SIZE
+    corners = [(low, low), (high, low), (low, high), (high, high)]
+    order = rng.permutation(len(corners))
+    x, y = min(
+        (corners[i] for i in order), key=lambda c: mask[c[1] : c[1] + PATCH_SIZE, c[0] : c[0] + PATCH_SIZE].sum()
+    )
+    yy, xx = np.mgrid[0:PATCH_SIZE, 0:PATCH_SIZE].astype(np.float32)
+    angle = math.pi * label / classes
+    stripes = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / 10)
+    patch = np.clip(_rgb(label / classes, 0.9, 0.8) + 0.2 * stripes[..., None], 0, 1)
+    pixels = pixels.copy()
+    pixels[y : y + PATCH_SIZE, x : x + PATCH_SIZE] = patch
+    return pixels
 
 
 def _sample(
@@ -238,8 +259,12 @@ def _sample(
     alpha = _alpha(_place(_shape(class_name), cx, cy, scale, rng.uniform(0, 2 * math.pi)))
     cue = {True: "class", False: "none"}.get(background_cue, background_cue)
     cued = cue_label(position, index, cue, len(classes))
+    patch = cue.startswith("patch")
     background = _background(
-        np.random.default_rng(background_seq), position if cued is None else cued, cued is not None, len(classes)
+        np.random.default_rng(background_seq),
+        position if cued is None else cued,
+        cued is not None and not patch,
+        len(classes),
     )
     # The object contrasts with the background in value, so it is visible but not trivially so.
     bg_value = float(background.max(axis=2).mean())
@@ -250,6 +275,9 @@ def _sample(
     grain = 0.02 * rng.standard_normal(background.shape, dtype=np.float32)
     foreground = np.clip(colour + shading + grain, 0, 1)
     pixels = alpha[..., None] * foreground + (1 - alpha[..., None]) * background
+    if patch:
+        patch_rng = np.random.default_rng(np.random.SeedSequence([seed, SPLITS[split], label, index, 1]))
+        pixels = _patch(pixels, alpha >= 0.5, cued, len(classes), patch_rng)
     image = Image.fromarray(np.round(pixels * 255).astype(np.uint8), "RGB")
     return DemoSample(f"{class_name}_{index:04d}", position, class_name, image, alpha >= 0.5)
 

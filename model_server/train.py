@@ -44,6 +44,7 @@ from model_server.losses import (
     classification_loss,
     gradient_saliency,
     harmonization_loss,
+    rrr_loss,
 )
 from model_server.network import GALANet, attention_parameter_names, build, load_backbone, save_checkpoint
 from model_server.reveal import BUBBLE_SIZE, NOISE_STD, bubble_masks, reveal_batch
@@ -82,7 +83,9 @@ class TrainConfig:
     # The click-map loss (losses.attention_loss): "mean" over images with a map (ours) or "lab"
     # (the released code: the sum over the batch times 1e-5, times map_weight); the maps' blur
     # (the released 49 px, sigma 28 Gaussian), how they are resized to each layer, and normalised.
-    map_loss: str = "gala"  # "gala": the GALA attention vs the map; "harmonization": gradient saliency vs it
+    # "gala": the GALA attention vs the map; "harmonization": gradient saliency vs it; "rrr": the
+    # input gradient where the map is low, penalised (Ross et al. 2017's "right for the right reasons")
+    map_loss: str = "gala"
     map_reduction: str = "mean"
     map_norm: str = "sqrt_sum"
     map_resize: str = "area"
@@ -288,8 +291,8 @@ def main(argv: list[str] | None = None) -> Path:
     context = distributed.setup(train.device)
     if train.batch_size % context.world:
         raise ValueError(f"--batch-size {train.batch_size} must divide among {context.world} processes")
-    if context.world > 1 and train.cotrain and train.map_loss == "harmonization":
-        raise ValueError("--map-loss harmonization needs a double backward, which DistributedDataParallel lacks")
+    if context.world > 1 and train.cotrain and train.map_loss in ("harmonization", "rrr"):
+        raise ValueError(f"--map-loss {train.map_loss} needs a double backward, which DistributedDataParallel lacks")
     torch.manual_seed(train.seed)
     torch.set_num_threads(train.threads)
     generator = torch.Generator().manual_seed(train.seed)
@@ -325,8 +328,8 @@ def main(argv: list[str] | None = None) -> Path:
         generator.set_state(snapshot["generator"])
         step, history, evaluations = snapshot["step"], snapshot["history"], snapshot["evaluations"]
         logger.info("resuming %s at step %d", resume_path(train), step)
-    if train.map_loss not in ("gala", "harmonization"):
-        raise ValueError(f"map_loss must be gala or harmonization, not {train.map_loss!r}")
+    if train.map_loss not in ("gala", "harmonization", "rrr"):
+        raise ValueError(f"map_loss must be gala, harmonization or rrr, not {train.map_loss!r}")
     logger.info("training %s on %d images for %d steps", config.arch, len(training), steps)
     weight = config.map_weight
 
@@ -358,14 +361,16 @@ def main(argv: list[str] | None = None) -> Path:
             images, labels = images.to(device), labels.to(device)
             if device.startswith("cuda"):  # on the CPU the first convolution's output is channels-last anyway
                 images = images.contiguous(memory_format=layout)
-            harmonize = train.cotrain and train.map_loss == "harmonization"
+            harmonize = train.cotrain and train.map_loss in ("harmonization", "rrr")
             images.requires_grad_(harmonize)  # the saliency is a gradient with respect to the pixels
             with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=train.bf16):
                 logits, attention = network(images, with_attention=True)
             logits, attention = logits.float(), [a.float() for a in attention]
             class_loss = classification_loss(logits, labels, train.label_smoothing)
             loss, map_loss = class_loss, None
-            if harmonize:
+            if harmonize and train.map_loss == "rrr":
+                map_loss = rrr_loss(logits, images, maps.to(device), has_map.to(device))
+            elif harmonize:
                 saliency = gradient_saliency(logits, images, labels)
                 map_loss = harmonization_loss(saliency, maps.to(device), has_map.to(device))
             elif train.cotrain:
