@@ -184,10 +184,11 @@ def collect_maps(config: DemoConfig, folders: dict[str, Path], args: argparse.Na
             steps.update()
     for name, slug in STUDIES.items():
         manage(env, log, "compute_reliability", "--experiment", slug, "--iterations", "20")
-        out = root / "exports-site" / name
+        out = (root / "exports-site" / name).resolve()  # export_dataset --out wants an absolute path
+        shutil.rmtree(out, ignore_errors=True)  # an interrupted run's export
         manage(env, log, "export_dataset", "--experiment", slug, "--formats", "maps_hdf5", "--out", str(out),
                "--no-progress")  # fmt: skip
-        (found,) = out.rglob("maps.h5")
+        found = max(out.rglob("maps.h5"), key=lambda path: path.stat().st_mtime)
         exports[name].mkdir(parents=True, exist_ok=True)
         for file in found.parent.iterdir():
             shutil.copy2(file, exports[name] / file.name)
