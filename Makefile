@@ -11,7 +11,7 @@ TEST_SECRET_KEY := test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
 MODEL_SERVER_URL ?= http://127.0.0.1:$(MODEL_PORT)
 export PORT MODEL_PORT MODEL_SERVER_URL
 
-.PHONY: install run test lint bench load chaos prod-local clean
+.PHONY: install run test lint bench load chaos prod-local clean cotrain-demo
 
 install: $(VENV)/.installed
 
@@ -78,6 +78,12 @@ prod-local: install $(DEMO_CHECKPOINT)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput
 	$(VENV)/bin/honcho --procfile Procfile.prod start
+
+# The shortcut demonstration (docs/training.md): human maps from simulated players through the game's HTTP API,
+# then plain vs co-trained GALA networks; writes var/cotrain-demo/results.md, results.json and results.png.
+COTRAIN_ARGS ?=
+cotrain-demo: install
+	$(PY) -m bench.cotrain_demo $(COTRAIN_ARGS)
 
 clean:
 	rm -rf var staticfiles

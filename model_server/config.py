@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-NONLINEARITIES = ("sigmoid", "tanh")
+NONLINEARITIES = ("sigmoid", "tanh", "hard")
 COMBINATIONS = ("additive", "multiplicative", "both")
 ATTENTIONS = ("gala", "se", "cbam", "none")  # attention.create_attention's kinds
 PLACEMENTS = ("output", "input")
@@ -26,10 +26,16 @@ class GALAConfig:
     # (or attention "none") gives the plain ResNet.
     gala_layers: tuple[int, ...] = (3,)
     reduction: int = 4  # r in C -> C/r (both branches); the paper uses 4 with conv4_x
-    nonlinearity: str = "sigmoid"  # the released code's; the paper writes tanh
+    # The released code's sigmoid; the paper writes tanh; "hard" is clamp(1 + z, 0, 2), a gate that
+    # can reach exactly 0 (BatchNorm after a gated block rescales any gate that only comes close).
+    nonlinearity: str = "sigmoid"
     extra_conv: bool = True  # the released code's 5x5 conv in the middle of the local branch
     combination: str = "both"  # which of a*(G+S) and m*(G*S) enter the gate
     image_size: int = 224
+    # The network scales its input to resize x resize pixels first (area interpolation), 0: as given.
+    # The shortcut demonstration trains at 112 on two CPU cores (docs/training.md); the attention
+    # maps are then at that resolution, and callers' images and human maps stay at 224.
+    resize: int = 0
     # Which module the configured stages carry (attention.create_attention), and where: "output"
     # gates the residual branch before the sum (ours, as SE-ResNet does), "input" gates the block's
     # input, which both branches then read (the released gala_tpu ResNet-50). Checkpoints written
@@ -52,6 +58,8 @@ class GALAConfig:
             raise ValueError(f"combination must be one of {COMBINATIONS}")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}")
+        if self.resize < 0:
+            raise ValueError(f"resize must be 0 (none) or a side in pixels, not {self.resize}")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}")
 

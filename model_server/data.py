@@ -70,11 +70,19 @@ class ImageFolder(Dataset):
 class DemoDataset(Dataset):
     """The procedural demo set drawn in memory (no files), with object masks as maps."""
 
-    def __init__(self, *, n_per_class: int, seed: int = 0, split: str = "train", background_cue: bool = False) -> None:
-        self.classes = list(demo_data.CLASSES)
+    def __init__(
+        self,
+        *,
+        n_per_class: int,
+        seed: int = 0,
+        split: str = "train",
+        background_cue: bool | str = False,
+        classes: Sequence[str] = demo_data.CLASSES,
+    ) -> None:
+        self.classes = list(classes)
         images, labels, masks = [], [], []
         for sample in demo_data.generate(
-            n_per_class=n_per_class, seed=seed, split=split, background_cue=background_cue
+            n_per_class=n_per_class, seed=seed, split=split, background_cue=background_cue, classes=classes
         ):
             images.append(crop_pixels(sample.image))
             labels.append(sample.label)

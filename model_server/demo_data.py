@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import colorsys
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -44,6 +44,13 @@ CLASSES: tuple[str, ...] = (
 # bubble then uncovers 1-3 % of the object, so a few dozen bubbles are needed to recognise it.
 MIN_AREA, MAX_AREA = 0.06, 0.22
 SPLITS = {"train": 0, "test": 1}
+# Background cues (docs/training.md, "The shortcut demonstration"): none, the image's own class's,
+# or a wrong class's ("cue-conflict" test images). "class"/"conflict" colour the whole background
+# (its hue and stripe direction); "patch"/"patch-conflict" leave the background as without a cue
+# and add a small class-coloured, class-striped square in a corner, away from the object, like
+# decoy MNIST's corner patch (Ross et al. 2017).
+CUES = ("none", "class", "conflict", "patch", "patch-conflict")
+PATCH_SIZE, PATCH_INSET = 40, 24  # canvas pixels; the inset keeps the patch inside the partner's 224 crop
 # Drawing at twice the resolution and downsampling gives anti-aliased object edges.
 SUPERSAMPLE = 2
 
@@ -158,11 +165,14 @@ def _rgb(hue: float, saturation: float, value: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(hue % 1.0, saturation, value), dtype=np.float32)
 
 
-def _background(rng: np.random.Generator, label: int, cue: bool) -> np.ndarray:
-    """Paint a cluttered, low-contrast background (float32 HxWx3 in [0, 1])."""
+def _background(rng: np.random.Generator, label: int, cue: bool, classes: int = len(CLASSES)) -> np.ndarray:
+    """Paint a cluttered, low-contrast background (float32 HxWx3 in [0, 1]).
+
+    ``label`` is the cue's class, its position among ``classes`` cued classes.
+    """
     size = IMAGE_SIZE
     # With the cue, the hue and the stripe direction are the class's: a shortcut humans never use.
-    hue = label / len(CLASSES) + rng.normal(0, 0.015) if cue else rng.random()
+    hue = label / classes + rng.normal(0, 0.015) if cue else rng.random()
     base = _rgb(hue, rng.uniform(0.1, 0.35) + 0.25 * cue, rng.uniform(0.35, 0.65))
     canvas = Image.fromarray((base * 255).astype(np.uint8)[None, None].repeat(size, 0).repeat(size, 1))
     draw = ImageDraw.Draw(canvas)
@@ -190,7 +200,7 @@ def _background(rng: np.random.Generator, label: int, cue: bool) -> np.ndarray:
         draw.line(piece, fill=tuple(int(v * 255) for v in shade), width=int(rng.integers(2, 4)))
     pixels = np.asarray(canvas.filter(ImageFilter.GaussianBlur(1.0)), dtype=np.float32) / 255.0
     if cue:
-        angle = math.pi * label / len(CLASSES)
+        angle = math.pi * label / classes
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         stripes = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / 12)
         pixels = pixels + 0.06 * stripes[..., None]
@@ -198,9 +208,49 @@ def _background(rng: np.random.Generator, label: int, cue: bool) -> np.ndarray:
     return np.clip(pixels, 0, 1)
 
 
-def _sample(seed: int, split: str, label: int, index: int, background_cue: bool) -> DemoSample:
-    """Draw one sample as a pure function of its coordinates."""
+def cue_label(label: int, index: int, cue: str, classes: int = len(CLASSES)) -> int | None:
+    """The class whose background cue sample ``index`` of class ``label`` carries (None: no cue).
+
+    ``class``: its own class's. ``conflict``: a wrong class's, each of the other nine in turn, so
+    a network that reads the cue names a wrong class on every image. Labels are positions among
+    ``classes`` classes.
+    """
+    if cue not in CUES:
+        raise ValueError(f"cue must be one of {CUES}, not {cue!r}")
+    if cue == "none":
+        return None
+    if cue in ("class", "patch"):
+        return label
+    return (label + 1 + index % (classes - 1)) % classes
+
+
+def _patch(pixels: np.ndarray, mask: np.ndarray, label: int, classes: int, rng: np.random.Generator) -> np.ndarray:
+    """Paint the class-coded patch in the corner (of four, tried in a random order) that overlaps the object least."""
+    low, high = PATCH_INSET, IMAGE_SIZE - PATCH_INSET - PATCH_SIZE
+    corners = [(low, low), (high, low), (low, high), (high, high)]
+    order = rng.permutation(len(corners))
+    x, y = min(
+        (corners[i] for i in order), key=lambda c: mask[c[1] : c[1] + PATCH_SIZE, c[0] : c[0] + PATCH_SIZE].sum()
+    )
+    yy, xx = np.mgrid[0:PATCH_SIZE, 0:PATCH_SIZE].astype(np.float32)
+    angle = math.pi * label / classes
+    stripes = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / 10)
+    patch = np.clip(_rgb(label / classes, 0.9, 0.8) + 0.2 * stripes[..., None], 0, 1)
+    pixels = pixels.copy()
+    pixels[y : y + PATCH_SIZE, x : x + PATCH_SIZE] = patch
+    return pixels
+
+
+def _sample(
+    seed: int, split: str, label: int, index: int, background_cue: bool | str, classes: Sequence[str] = CLASSES
+) -> DemoSample:
+    """Draw one sample as a pure function of its coordinates (``background_cue``: a bool or a ``CUES`` name).
+
+    ``label`` indexes ``CLASSES``; the sample's label is the class's position in ``classes`` (a
+    subset of them), among which the cues are spread.
+    """
     class_name = CLASSES[label]
+    position = list(classes).index(class_name)
     # Separate streams for object and background: the cue changes the background only.
     object_seq, background_seq = np.random.SeedSequence([seed, SPLITS[split], label, index]).spawn(2)
     rng = np.random.default_rng(object_seq)
@@ -209,7 +259,15 @@ def _sample(seed: int, split: str, label: int, index: int, background_cue: bool)
     margin = scale + 2  # every vertex lies in the unit disk, so the object stays fully inside
     cx, cy = rng.uniform(margin, IMAGE_SIZE - margin, 2)
     alpha = _alpha(_place(_shape(class_name), cx, cy, scale, rng.uniform(0, 2 * math.pi)))
-    background = _background(np.random.default_rng(background_seq), label, background_cue)
+    cue = {True: "class", False: "none"}.get(background_cue, background_cue)
+    cued = cue_label(position, index, cue, len(classes))
+    patch = cue.startswith("patch")
+    background = _background(
+        np.random.default_rng(background_seq),
+        position if cued is None else cued,
+        cued is not None and not patch,
+        len(classes),
+    )
     # The object contrasts with the background in value, so it is visible but not trivially so.
     bg_value = float(background.max(axis=2).mean())
     value = bg_value + rng.choice([-1, 1]) * rng.uniform(0.25, 0.4)
@@ -219,19 +277,34 @@ def _sample(seed: int, split: str, label: int, index: int, background_cue: bool)
     grain = 0.02 * rng.standard_normal(background.shape, dtype=np.float32)
     foreground = np.clip(colour + shading + grain, 0, 1)
     pixels = alpha[..., None] * foreground + (1 - alpha[..., None]) * background
+    if patch:
+        patch_rng = np.random.default_rng(np.random.SeedSequence([seed, SPLITS[split], label, index, 1]))
+        pixels = _patch(pixels, alpha >= 0.5, cued, len(classes), patch_rng)
     image = Image.fromarray(np.round(pixels * 255).astype(np.uint8), "RGB")
-    return DemoSample(f"{class_name}_{index:04d}", label, class_name, image, alpha >= 0.5)
+    return DemoSample(f"{class_name}_{index:04d}", position, class_name, image, alpha >= 0.5)
 
 
 def generate(
-    *, n_per_class: int, seed: int = 0, split: str = "train", background_cue: bool = False
+    *,
+    n_per_class: int,
+    seed: int = 0,
+    split: str = "train",
+    background_cue: bool | str = False,
+    classes: Sequence[str] = CLASSES,
 ) -> Iterator[DemoSample]:
-    """Yield ``n_per_class`` samples of every class, interleaved by class, deterministically."""
+    """Yield ``n_per_class`` samples of every class (or of ``classes``), interleaved by class, deterministically.
+
+    A class's images are the same whichever subset of classes is drawn; only the cue (spread
+    over the drawn classes) and the label (a position among them) depend on the subset.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, not {split!r}")
+    unknown = sorted(set(classes) - set(CLASSES))
+    if unknown or len(classes) < 2:
+        raise ValueError(f"classes must be two or more of {CLASSES}, not {unknown or list(classes)}")
     for index in range(n_per_class):
-        for label in range(len(CLASSES)):
-            yield _sample(seed, split, label, index, background_cue)
+        for name in classes:
+            yield _sample(seed, split, CLASSES.index(name), index, background_cue, classes)
 
 
 def save_demo_set(
@@ -240,13 +313,14 @@ def save_demo_set(
     n_per_class: int,
     seed: int = 0,
     split: str = "train",
-    background_cue: bool = False,
+    background_cue: bool | str = False,
+    classes: Sequence[str] = CLASSES,
 ) -> list[Path]:
     """Write ``root/<class>/<name>.png`` and ``<name>.mask.png`` (L, 0/255); return image paths."""
     root = Path(root)
     paths = []
-    samples = generate(n_per_class=n_per_class, seed=seed, split=split, background_cue=background_cue)
-    for sample in tqdm(samples, total=n_per_class * len(CLASSES), desc="demo images", unit="img"):
+    samples = generate(n_per_class=n_per_class, seed=seed, split=split, background_cue=background_cue, classes=classes)
+    for sample in tqdm(samples, total=n_per_class * len(classes), desc="demo images", unit="img"):
         folder = root / sample.class_name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{sample.name}.png"
@@ -264,13 +338,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=sorted(SPLITS), default="train")
     parser.add_argument("--background-cue", action="store_true", help="class-correlated background")
+    parser.add_argument("--cue", choices=CUES, help="background cue: none, class (= --background-cue), conflict")
+    parser.add_argument("--classes", nargs="+", choices=CLASSES, default=list(CLASSES), help="a subset of the classes")
     args = parser.parse_args(argv)
     paths = save_demo_set(
         args.out,
         n_per_class=args.per_class,
         seed=args.seed,
         split=args.split,
-        background_cue=args.background_cue,
+        background_cue=args.cue or args.background_cue,
+        classes=args.classes,
     )
     print(f"wrote {len(paths)} images to {args.out}")
 

@@ -26,7 +26,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from model_server import train as training
-from model_server.data import DemoDataset
+from model_server.data import DemoDataset, ImageFolder
 from model_server.export_data import ExportDataset, read_maps
 from model_server.network import GALANet, load_checkpoint
 
@@ -131,11 +131,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--maps", type=Path, help="a ClickMe export (its held-out split is evaluated)")
     parser.add_argument("--images", type=Path, help="the export's image files")
+    parser.add_argument("--data", type=Path, help="a folder of class sub-folders (maps: <name>.mask.png beside)")
     parser.add_argument("--demo", action="store_true", help="the demo test set, object masks as maps")
     parser.add_argument("--per-class", type=int, default=10, help="demo images per class")
     parser.add_argument("--split", default="val", help="the export split to evaluate: val, train or all")
     parser.add_argument("--ceiling", type=float, help="split-half ceiling (default: the export's, or 1)")
     parser.add_argument("--eval-bubbles", type=int, nargs="+", default=[10, 30, 80])
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="name of this test set: writes <checkpoint>.<tag>.eval.json, metrics['evaluation_<tag>']",
+    )
     args = parser.parse_args(argv)
     model, checkpoint = load_checkpoint(args.checkpoint)
     classes, run = checkpoint["classes"], checkpoint.get("train", {})
@@ -146,20 +152,22 @@ def main(argv: list[str] | None = None) -> dict:
         if ceiling is None:
             halves = [h for h in read_split_halves(args.maps) if np.isfinite(h)]
             ceiling = float(np.mean(halves)) if halves else 1.0
+    elif args.data:
+        dataset = ImageFolder(args.data, classes=classes)
     elif args.demo:
         dataset = DemoDataset(n_per_class=args.per_class, seed=run.get("seed", 0) + 1, split="test")
     else:
-        parser.error("give --maps EXPORT_DIR or --demo")
+        parser.error("give --maps EXPORT_DIR, --data DIR or --demo")
     result = evaluate(model, dataset, classes, ceiling=ceiling or 1.0)
     rows = result.pop("_rows")
     config = training.TrainConfig(eval_bubbles=tuple(args.eval_bubbles), seed=run.get("seed", 0))
     result["revealed"] = training.evaluate(model, dataset, config)["top1_revealed"]
-    base = args.checkpoint.with_name(args.checkpoint.name.removesuffix(".pt"))
+    base = args.checkpoint.with_name(args.checkpoint.name.removesuffix(".pt") + (f".{args.tag}" if args.tag else ""))
     json_path, png_path = base.with_name(base.name + ".eval.json"), base.with_name(base.name + ".eval.png")
     json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_grid(rows, png_path)
     stored = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    stored.setdefault("metrics", {})["evaluation"] = result
+    stored.setdefault("metrics", {})[f"evaluation_{args.tag}" if args.tag else "evaluation"] = result
     partial = args.checkpoint.with_name(args.checkpoint.name + ".partial")
     torch.save(stored, partial)
     os.replace(partial, args.checkpoint)

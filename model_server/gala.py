@@ -8,7 +8,8 @@ and a local spatial map S = conv1x1(ReLU(conv1x1(U))) (C -> C/r -> 1, with the r
 optional 5x5 conv in the middle) are combined into one gate A = f(a * (G + S) + m * (G * S)), with
 learnable per-channel a and m, and the block outputs U * A.
 
-One deliberate deviation: f(z) = 2 sigmoid(z) (or 1 + tanh(z)) instead of sigmoid(z) (or tanh(z)),
+One deliberate deviation: f(z) = 2 sigmoid(z) (or 1 + tanh(z), or the "hard" clamp(1 + z, 0, 2),
+which reaches exactly 0) instead of sigmoid(z) (or tanh(z)),
 and a = m = 0 at initialisation. Then A == 1 exactly for any input, so a GALA network that loads a
 plain ResNet's weights computes exactly what that network computed (docs/training.md, "Architecture"),
 and training moves away from the identity from there. The gate is the plain sigmoid gate doubled, so it ranges
@@ -68,6 +69,8 @@ class GALA(nn.Module):
         logits = torch.addcmul(add * global_, local, add + mul * global_)  # (B, C, H, W)
         if self.nonlinearity == "tanh":
             return 1.0 + torch.tanh(logits)
+        if self.nonlinearity == "hard":
+            return (1.0 + logits).clamp(0.0, 2.0)  # 1.0 at z == 0, and exactly 0 where z <= -1
         return 2.0 * torch.sigmoid(logits)  # 2 * sigmoid(0) == 1.0 exactly in floating point
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

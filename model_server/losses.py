@@ -123,3 +123,30 @@ def harmonization_loss(
         error = (standardise(ours) - standardise(theirs)).pow(2).flatten(1).mean(1)  # (B,)
         per_level.append((error * weights).sum() / weights.sum())
     return torch.stack(per_level).mean()
+
+
+def irrelevance(click_maps: torch.Tensor) -> torch.Tensor:
+    """1 where a map (B, 1, H, W) is 0 and 0 at its peak: where the humans did not look, scaled per image."""
+    peak = click_maps.flatten(1).amax(1).clamp_min(1e-8).view(-1, 1, 1, 1)
+    return 1.0 - (click_maps / peak).clamp(0, 1)
+
+
+def rrr_loss(
+    logits: torch.Tensor, images: torch.Tensor, click_maps: torch.Tensor, has_map: torch.Tensor
+) -> torch.Tensor:
+    """ "Right for the right reasons" (Ross et al. 2017) with a human map as the annotation.
+
+    The input gradient of the summed log-probabilities, (d sum_k log p_k / d pixels)^2, weighed by
+    where humans did not look (``irrelevance``), summed over colours and averaged over pixels and
+    over the images that have a map. ``images`` must have required grad before the forward pass
+    that gave ``logits``; the gradient stays in the graph, so this trains the input gradient.
+    """
+    weights = has_map.to(click_maps.dtype)
+    if weights.sum() == 0:
+        return click_maps.new_zeros(())
+    log_probabilities = F.log_softmax(logits, dim=1).sum()
+    (grad,) = torch.autograd.grad(log_probabilities, images, create_graph=True)
+    if click_maps.shape[-2:] != grad.shape[-2:]:
+        click_maps = F.interpolate(click_maps, size=grad.shape[-2:], mode="area")
+    per_image = (irrelevance(click_maps) * grad.square().sum(1, keepdim=True)).flatten(1).mean(1)  # (B,)
+    return (per_image * weights).sum() / weights.sum()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model_server.attention import create_attention
@@ -138,13 +139,22 @@ class GALANet(nn.Module):
         """Return logits (B, classes) and one attention map (B, 1, H, W) per GALA block, in order."""
         return self._run(x, keep_maps=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return logits (B, classes) for images (B, 3, H, W): floats in [0, 1] or uint8 pixels."""
-        return self._run(x, keep_maps=False)[0]
+    def forward(
+        self, x: torch.Tensor, with_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Return logits (B, classes) for images (B, 3, H, W): floats in [0, 1] or uint8 pixels.
+
+        ``with_attention``: return ``forward_with_attention``'s pair instead (what training calls
+        through a DistributedDataParallel wrapper, which only wraps ``forward``).
+        """
+        logits, maps = self._run(x, keep_maps=with_attention)
+        return (logits, maps) if with_attention else logits
 
     def _run(self, x: torch.Tensor, *, keep_maps: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # ImageNet normalisation, of floats in [0, 1] or of 8-bit pixels.
         x = torch.addcmul(self.shift, x, self.scale_8bit if x.dtype == torch.uint8 else self.scale)
+        if self.config.resize and x.shape[-2:] != (self.config.resize, self.config.resize):
+            x = F.interpolate(x, size=(self.config.resize, self.config.resize), mode="area")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         maps = []
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
@@ -160,16 +170,21 @@ def attention_shapes(config: GALAConfig, size: int = 224) -> list[tuple[int, int
     """Return (H, W) of each attention map forward_with_attention returns, in order, without running the network.
 
     The serving metadata declares one output per GALA block; this is the same arithmetic as the layers':
-    conv1 (7x7, padding 3, stride s), the 3x3/2 max-pool, then a stride-2 3x3 conv at the start of layer2..4.
+    the input scaled to ``config.resize`` (if set), conv1 (7x7, padding 3, stride s), the 3x3/2 max-pool,
+    then a stride-2 3x3 conv at the start of layer2..4. At the "input" placement the first block of a
+    stage gates its input, still at the previous stage's resolution.
     """
-    side = (size + 2 * 3 - 7) // config.stem_stride + 1
+    side = config.resize or size
+    side = (side + 2 * 3 - 7) // config.stem_stride + 1
     side = (side - 1) // 2 + 1  # the max-pool
     shapes = []
     for stage in range(1, 5):
+        before = side
         if stage > 1:
             side = (side - 1) // 2 + 1
-        if stage in config.gala_layers:
-            shapes += [(side, side)] * config.layers[stage - 1]
+        if stage in config.gala_layers and config.attention == "gala":
+            first = before if config.placement == "input" else side
+            shapes += [(first, first)] + [(side, side)] * (config.layers[stage - 1] - 1)
     return shapes
 
 

@@ -9,7 +9,7 @@ import torch
 
 from model_server.gala import GALA, attention_map
 
-OPTIONS = list(itertools.product(("sigmoid", "tanh"), ("additive", "multiplicative", "both"), (True, False)))
+OPTIONS = list(itertools.product(("sigmoid", "tanh", "hard"), ("additive", "multiplicative", "both"), (True, False)))
 
 
 def randomise_scales(gala: GALA) -> None:
@@ -30,7 +30,10 @@ def test_gala_shapes_and_gradients(nonlinearity: str, combination: str, extra_co
     assert gated.shape == attention.shape == (2, 16, 9, 7)
     assert attention_map(attention).shape == (2, 1, 9, 7)
     assert torch.isfinite(gated).all()
-    assert ((attention > 0) & (attention < 2)).all()
+    if nonlinearity == "hard":  # reaches its ends exactly
+        assert ((attention >= 0) & (attention <= 2)).all()
+    else:
+        assert ((attention > 0) & (attention < 2)).all()
     torch.testing.assert_close(gala.attention(features), attention)
     gated.square().sum().backward()
     assert features.grad is not None

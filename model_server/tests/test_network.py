@@ -123,11 +123,10 @@ def test_invalid_configs_are_rejected() -> None:
         preset("vgg16")
 
 
+@pytest.mark.parametrize("resize", [0, 112])
 @pytest.mark.parametrize("arch", sorted(PRESETS))
-def test_attention_shapes_are_those_of_the_maps_the_network_returns(arch: str) -> None:
-    config = preset(arch, widths=(4, 8, 8, 16), stem_width=8)
-    if config.attention != "gala" or config.placement != "output":
-        pytest.skip(f"attention_shapes does not cover {config.attention} at the block {config.placement} yet")
+def test_attention_shapes_are_those_of_the_maps_the_network_returns(arch: str, resize: int) -> None:
+    config = preset(arch, widths=(4, 8, 8, 16), stem_width=8, resize=resize)
     with torch.inference_mode():
         _, maps = build(config).eval().forward_with_attention(torch.zeros(1, 3, 224, 224))
     assert attention_shapes(config) == [tuple(gate.shape[-2:]) for gate in maps]
