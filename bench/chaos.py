@@ -87,6 +87,7 @@ class Phase:
     ended: float | None = None
     answers: Counter = field(default_factory=Counter)  # "503 retry-after", "502", "transport" ...
     unexpected: Counter = field(default_factory=Counter)  # endpoint + status of every 5xx that should not be
+    failed: Counter = field(default_factory=Counter)  # rounds or visits a player could not finish, by cause
     submitted: list[str] = field(default_factory=list)  # client round ids whose submit was accepted
     recovered_after_s: float | None = None  # from the end of the fault to the next accepted submit
 
@@ -116,6 +117,12 @@ class Recorder:
     def unexpected(self, what: str, detail: str) -> None:
         with self.lock:
             self.phase.unexpected[what] += 1
+            self.examples.setdefault(what, detail[:300])
+
+    def failed_round(self, what: str, detail: str) -> None:
+        """A round or visit a player could not finish (any cause: a 5xx is also counted as unexpected)."""
+        with self.lock:
+            self.phase.failed[what] += 1
             self.examples.setdefault(what, detail[:300])
 
     def submitted(self, client_round_id: str) -> None:
@@ -154,6 +161,11 @@ def player_class():
                     time.sleep(1)
                     continue
                 code, retry_after = response.status_code, response.headers.get("Retry-After")
+                if code == 429 and retry_after is not None and 429 not in expect and time.monotonic() < give_up:
+                    # Too fast (a guess that the absent partner answers at once): the page waits and resends.
+                    self.recorder.answer("429 retry-after")
+                    time.sleep(min(float(retry_after), 10.0))
+                    continue
                 if code >= 500:
                     if code == 503 and retry_after is not None:
                         self.recorder.answer("503 retry-after")
@@ -195,11 +207,11 @@ def play(url: str, recorder: Recorder, stop: threading.Event, index: int, classe
                 try:
                     player.play_round()
                 except round_failed as failure:
-                    recorder.unexpected(f"round {failure.kind}", str(failure))
+                    recorder.failed_round(f"round {failure.kind}", str(failure))
         except (round_failed, no_image_left) as failure:
-            recorder.unexpected(f"visit {type(failure).__name__}", str(failure))
+            recorder.failed_round(f"visit {type(failure).__name__}", str(failure))
         except Exception as exc:  # a bug in the harness must show, not hang the run
-            recorder.unexpected(f"player {type(exc).__name__}", str(exc))
+            recorder.failed_round(f"player {type(exc).__name__}", str(exc))
         finally:
             player.close()
 
@@ -394,7 +406,7 @@ def report(recorder: Recorder, done: dict[str, str], rounds: RoundCheck, maps: d
     for phase in recorder.phases:
         by_fault[phase.name.removeprefix("after ")].append(phase)
     head = (f"{'fault':<9} {'what was done':<54} {'submitted':>9} {'lost':>5} {'double':>6} "
-            f"{'503+RA':>7} {'other 5xx':>9} {'recovered s':>11}")  # fmt: skip
+            f"{'503+RA':>7} {'other 5xx':>9} {'failed':>6} {'recovered s':>11}")  # fmt: skip
     print("\n" + head + "\n" + "-" * len(head))
     failed = False
     for name, phases in by_fault.items():
@@ -403,9 +415,10 @@ def report(recorder: Recorder, done: dict[str, str], rounds: RoundCheck, maps: d
         retry = sum(phase.answers["503 retry-after"] for phase in phases)
         recovered = next((p.recovered_after_s for p in phases if p.recovered_after_s is not None), None)
         n_lost, n_double = len(lost.intersection(ids)), len(double.intersection(ids))
-        failed |= bool(n_lost or n_double or other)
+        unfinished = sum(sum(phase.failed.values()) for phase in phases)
+        failed |= bool(n_lost or n_double or other or unfinished)
         print(f"{name:<9} {done.get(name, '(no fault)'):<54} {len(ids):>9} {n_lost:>5} {n_double:>6} {retry:>7} "
-              f"{other:>9} {recovered if recovered is not None else '-':>11}")  # fmt: skip
+              f"{other:>9} {unfinished:>6} {recovered if recovered is not None else '-':>11}")  # fmt: skip
     total = sum(len(phase.submitted) for phase in recorder.phases)
     print(f"\nrounds accepted: {total}; stored: {total - len(rounds.missing)}; scored: "
           f"{total - len(lost)}; still waiting: {waiting}; participants whose score is not the sum of their "
