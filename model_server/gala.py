@@ -57,8 +57,16 @@ class GALA(nn.Module):
         self.mul_scale = nn.Parameter(torch.zeros(channels)) if uses_mul else None
         self.nonlinearity = nonlinearity
 
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the gate A (B, C, H, W) for features x (B, C, H, W)."""
+    # Set by training (network.configure_gates), never saved: how the gate learns, not what it is.
+    # ``gate_from_maps_only``: the classification loss does not reach the gate; only the click-map
+    # loss trains it (docs/training.md, "Co-training losses"). ``keep_logits``: keep the last
+    # forward's gate logits for the ``gate`` loss, which needs them where a hard gate is shut.
+    gate_from_maps_only = False
+    keep_logits = False
+    last_logits: torch.Tensor | None = None
+
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Return z (B, C, H, W), the gate before its nonlinearity, for features x (B, C, H, W)."""
         global_ = self.global_mlp(x)  # (B, C, 1, 1)
         local = self.local_conv(x)  # (B, 1, H, W)
         zero = global_.new_zeros(())
@@ -66,17 +74,28 @@ class GALA(nn.Module):
         mul = zero if self.mul_scale is None else self.mul_scale.view(1, -1, 1, 1)
         # a * (G + S) + m * (G * S) == a * G + S * (a + m * G): one pass over (B, C, H, W) instead
         # of five, which are what a training step on the CPU spends its time on.
-        logits = torch.addcmul(add * global_, local, add + mul * global_)  # (B, C, H, W)
+        return torch.addcmul(add * global_, local, add + mul * global_)  # (B, C, H, W)
+
+    def squash(self, logits: torch.Tensor) -> torch.Tensor:
+        """Return the gate A = f(z) for logits z."""
         if self.nonlinearity == "tanh":
             return 1.0 + torch.tanh(logits)
         if self.nonlinearity == "hard":
             return (1.0 + logits).clamp(0.0, 2.0)  # 1.0 at z == 0, and exactly 0 where z <= -1
         return 2.0 * torch.sigmoid(logits)  # 2 * sigmoid(0) == 1.0 exactly in floating point
 
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the gate A (B, C, H, W) for features x (B, C, H, W)."""
+        return self.squash(self.gate_logits(x))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the gated features x * A and the gate A, both (B, C, H, W)."""
-        attention = self.attention(x)
-        return x * attention, attention
+        logits = self.gate_logits(x)
+        self.last_logits = logits if self.keep_logits else None
+        attention = self.squash(logits)
+        # Detached, the gate still shapes the features the classifier sees, but the classifier
+        # cannot open it where people did not look: the returned A carries the map loss's gradient.
+        return x * (attention.detach() if self.gate_from_maps_only else attention), attention
 
 
 def attention_map(attention: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ RESIZES = ("area", "bilinear")
 LAB_SCALE = 1e-5
 # The released code blurs ClickMe maps with a 49 px Gaussian of sigma 28 before resizing them.
 LAB_BLUR_SIZE, LAB_BLUR_SIGMA = 49, 28.0
+# How far below "shut" the gate loss pushes a hard gate where people did not look (in logits).
+GATE_MARGIN = 0.2
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -77,6 +79,41 @@ def attention_loss(
         per_image = 0.5 * diff.pow(2).flatten(1).sum(1)  # (B,)
         total = (per_image * weights).sum()
         per_layer.append(total / weights.sum() if reduction == "mean" else LAB_SCALE * total)
+    return torch.stack(per_layer).mean()
+
+
+def relevance(click_maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A map (B, 1, H, W) resized to ``size`` (area) and scaled to peak 1 per image: 1 where people looked most."""
+    target = F.interpolate(click_maps, size=size, mode="area")
+    return target / target.flatten(1).amax(1).clamp_min(1e-8).view(-1, 1, 1, 1)
+
+
+def gate_loss(
+    logits: list[torch.Tensor], click_maps: torch.Tensor, has_map: torch.Tensor, margin: float = GATE_MARGIN
+) -> torch.Tensor:
+    """Hinges on a hard gate's logits: shut where people did not look, open where they did.
+
+    A hard gate is clamp(1 + z, 0, 2) (``gala.GALA``): shut (exactly 0) at 1 + z <= 0, at least the
+    identity at 1 + z >= 1. With t the map scaled to peak 1 (``relevance``), each position and
+    channel costs (1 - t) * relu(1 + z + margin) + t * relu(1 - (1 + z)): zero once a gate is shut
+    by ``margin`` where t = 0 or open where t = 1. The hinges act on z, not on the clamped gate,
+    whose gradient is zero once shut: a gate shut by mistake over the object can still reopen.
+    Mean over positions and channels, over the images that have a map, then over the layers.
+
+    Args:
+        logits: per GALA layer, z of shape (B, C, h_l, w_l) (``network.gate_logits``).
+        click_maps: (B, 1, H, W), non-negative.
+        has_map: (B,) bool; images without a click map add nothing.
+    """
+    weights = has_map.to(click_maps.dtype)
+    if not logits or weights.sum() == 0:
+        return click_maps.new_zeros(())
+    per_layer = []
+    for z in logits:
+        t = relevance(click_maps, z.shape[-2:])  # (B, 1, h, w)
+        opened = 1.0 + z
+        cost = (1.0 - t) * F.relu(opened + margin) + t * F.relu(1.0 - opened)  # (B, C, h, w)
+        per_layer.append((cost.flatten(1).mean(1) * weights).sum() / weights.sum())
     return torch.stack(per_layer).mean()
 
 

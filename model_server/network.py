@@ -24,7 +24,7 @@ from torch import nn
 
 from model_server.attention import create_attention
 from model_server.config import GALAConfig, preset
-from model_server.gala import attention_map
+from model_server.gala import GALA, attention_map
 
 logger = logging.getLogger(__name__)
 
@@ -246,6 +246,24 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[GAL
     model.load_state_dict(checkpoint["model"])
     logger.info("loaded checkpoint %s (%s, version %s)", path, config.arch, checkpoint["version"])
     return model.eval(), checkpoint
+
+
+def configure_gates(model: nn.Module, *, from_maps_only: bool = False, keep_logits: bool = False) -> None:
+    """Set how every GALA gate of ``model`` learns (see ``GALA.gate_from_maps_only``, ``GALA.keep_logits``)."""
+    for module in model.modules():
+        if isinstance(module, GALA):
+            module.gate_from_maps_only, module.keep_logits = from_maps_only, keep_logits
+
+
+def gate_logits(model: nn.Module) -> list[torch.Tensor]:
+    """Return the last forward's gate logits (B, C, h, w) of every GALA block, in the order of its maps.
+
+    Needs ``configure_gates(model, keep_logits=True)`` before that forward.
+    """
+    logits = [module.last_logits for module in model.modules() if isinstance(module, GALA)]
+    if any(value is None for value in logits):
+        raise RuntimeError("no gate logits kept: call configure_gates(model, keep_logits=True) before the forward")
+    return logits
 
 
 def attention_parameter_names(model: nn.Module) -> set[str]:

@@ -42,11 +42,20 @@ from model_server.losses import (
     attention_loss,
     blur_maps,
     classification_loss,
+    gate_loss,
     gradient_saliency,
     harmonization_loss,
     rrr_loss,
 )
-from model_server.network import GALANet, attention_parameter_names, build, load_backbone, save_checkpoint
+from model_server.network import (
+    GALANet,
+    attention_parameter_names,
+    build,
+    configure_gates,
+    gate_logits,
+    load_backbone,
+    save_checkpoint,
+)
 from model_server.reveal import BUBBLE_SIZE, NOISE_STD, bubble_masks, reveal_batch
 
 logger = logging.getLogger(__name__)
@@ -84,13 +93,19 @@ class TrainConfig:
     # (the released code: the sum over the batch times 1e-5, times map_weight); the maps' blur
     # (the released 49 px, sigma 28 Gaussian), how they are resized to each layer, and normalised.
     # "gala": the GALA attention vs the map; "harmonization": gradient saliency vs it; "rrr": the
-    # input gradient where the map is low, penalised (Ross et al. 2017's "right for the right reasons")
+    # input gradient where the map is low, penalised (Ross et al. 2017's "right for the right reasons");
+    # "gate": hinges on a hard gate's logits, shut where the map is 0 and open where it peaks
+    # (losses.gate_loss; needs --nonlinearity hard).
     map_loss: str = "gala"
     map_reduction: str = "mean"
     map_norm: str = "sqrt_sum"
     map_resize: str = "area"
     map_blur: bool = False
     decay_attention: bool = True  # weight decay on attention parameters; the released code has none
+    # What trains the GALA gates: "all" (the classification and the map loss, as in the paper) or
+    # "maps" (the map loss alone: the classifier cannot open a gate where people did not look,
+    # which is what stops a shortcut; docs/training.md, "The shortcut demonstration").
+    gate_learns_from: str = "all"
     init: str = ""  # a checkpoint of ours to fine-tune (its weights; the architecture comes from --arch)
     init_resnet: str = ""  # a torchvision-format ResNet-50 state dict; the gates start as identity
     eval_every: int = 0  # steps between held-out evaluations during training (0: only at the end)
@@ -260,6 +275,26 @@ def initialise(model: GALANet, train: TrainConfig) -> None:
         logger.info("starting from ResNet weights %s (%d tensors fresh)", train.init_resnet, len(fresh))
 
 
+MAP_LOSSES = ("gala", "harmonization", "rrr", "gate")
+GATE_TRAINING = ("all", "maps")
+
+
+def check_cotraining(train: TrainConfig, overrides: dict[str, Any]) -> None:
+    """Refuse co-training options that cannot work together, naming the option to change."""
+    if train.map_loss not in MAP_LOSSES:
+        raise ValueError(f"--map-loss must be one of {', '.join(MAP_LOSSES)}, not {train.map_loss!r}")
+    if train.gate_learns_from not in GATE_TRAINING:
+        choices = ", ".join(GATE_TRAINING)
+        raise ValueError(f"--gate-learns-from must be one of {choices}, not {train.gate_learns_from!r}")
+    if not train.cotrain:
+        return
+    config = preset(overrides.get("arch", "gala_small"), **{k: v for k, v in overrides.items() if k != "arch"})
+    if train.map_loss == "gate" and (config.attention != "gala" or config.nonlinearity != "hard"):
+        raise ValueError("--map-loss gate needs GALA gates that can shut: add --nonlinearity hard")
+    if train.gate_learns_from == "maps" and train.map_loss not in ("gala", "gate"):
+        raise ValueError("--gate-learns-from maps needs a loss on the gates: --map-loss gala or gate")
+
+
 def make_optimizer(model: GALANet, train: TrainConfig) -> torch.optim.Optimizer:
     """AdamW over all parameters; attention parameters without decay when ``--no-decay-attention``."""
     attention = attention_parameter_names(model) if not train.decay_attention else set()
@@ -291,6 +326,7 @@ def main(argv: list[str] | None = None) -> Path:
     context = distributed.setup(train.device)
     if train.batch_size % context.world:
         raise ValueError(f"--batch-size {train.batch_size} must divide among {context.world} processes")
+    check_cotraining(train, overrides)
     if context.world > 1 and train.cotrain and train.map_loss in ("harmonization", "rrr"):
         raise ValueError(f"--map-loss {train.map_loss} needs a double backward, which DistributedDataParallel lacks")
     torch.manual_seed(train.seed)
@@ -301,6 +337,11 @@ def main(argv: list[str] | None = None) -> Path:
     config = preset(overrides.pop("arch"), num_classes=len(classes), **overrides)
     model = build(config)
     initialise(model, train)
+    configure_gates(
+        model,
+        from_maps_only=train.cotrain and train.gate_learns_from == "maps",
+        keep_logits=train.cotrain and train.map_loss == "gate",
+    )
     device = context.device
     # Channels-last: oneDNN's convolutions run this network ~15 % faster per step on the CPU.
     layout = torch.channels_last if train.channels_last else torch.contiguous_format
@@ -328,8 +369,6 @@ def main(argv: list[str] | None = None) -> Path:
         generator.set_state(snapshot["generator"])
         step, history, evaluations = snapshot["step"], snapshot["history"], snapshot["evaluations"]
         logger.info("resuming %s at step %d", resume_path(train), step)
-    if train.map_loss not in ("gala", "harmonization", "rrr"):
-        raise ValueError(f"map_loss must be gala, harmonization or rrr, not {train.map_loss!r}")
     logger.info("training %s on %d images for %d steps", config.arch, len(training), steps)
     weight = config.map_weight
 
@@ -373,6 +412,8 @@ def main(argv: list[str] | None = None) -> Path:
             elif harmonize:
                 saliency = gradient_saliency(logits, images, labels)
                 map_loss = harmonization_loss(saliency, maps.to(device), has_map.to(device))
+            elif train.cotrain and train.map_loss == "gate":
+                map_loss = gate_loss(gate_logits(model), maps.to(device), has_map.to(device))
             elif train.cotrain:
                 map_loss = map_loss_terms(attention, maps.to(device), has_map.to(device), train)
                 if train.map_reduction == "lab":
