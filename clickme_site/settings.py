@@ -265,6 +265,10 @@ GAME_RATE_LIMITS = {
 }
 # Per client address, the participant limits times this (a lab or school shares one address).
 GAME_RATE_LIMIT_ADDRESS_FACTOR = env_int("RATE_LIMIT_ADDRESS_FACTOR", 20, minimum=1)
+# Admission at a study's door (games/admission.py, docs/operations.md "A busy day"): at most this
+# many new players a minute, the rest a "busy, try again in a minute" page; 0 lets everyone in.
+# Players already in keep playing: shedding new arrivals loses nobody's clicks.
+ADMISSION_PLAYERS_PER_MINUTE = env_int("ADMISSION_PLAYERS_PER_MINUTE", 0, minimum=0)
 
 # --- Model server -------------------------------------------------------------------------
 MODEL_SERVER_URL = env_url("MODEL_SERVER_URL", "http://127.0.0.1:8001", {"http", "https"})

@@ -55,7 +55,7 @@ class LocalCounters:
 LOCAL = LocalCounters()
 
 
-def _count(key: str, window: int) -> int:
+def count_in_window(key: str, window: int) -> int:
     """Add one to the window's counter and return it; the counter expires with its window."""
     try:
         cache.add(key, 0, timeout=window + 1)
@@ -88,7 +88,7 @@ class GameRateThrottle(BaseThrottle):
         if request.auth is not None:  # the participant, from the cookie (games.identity)
             counters.insert(0, (f"p:{request.auth.pk}", limit))
         for who, allowed in counters:
-            if _count(f"ratelimit:{scope}:{who}:{slot}", window) > allowed:
+            if count_in_window(f"ratelimit:{scope}:{who}:{slot}", window) > allowed:
                 self.retry_after = (slot + 1) * window - now
                 return False
         return True

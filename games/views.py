@@ -12,6 +12,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
 from games.access import StudyNotOpen, is_piloting, playable_experiment
+from games.admission import admission_wait
 from games.identity import participant_from, remember
 from games.models import Experiment, Image, Round
 from games.services.moderation import can_moderate
@@ -73,6 +74,11 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
             return _not_open(request, experiment.title, str(exc), 403)
         if has_consented(participant, experiment) and not is_other_panel_participant(participant, identity):
             return redirect("games:instructions", slug=slug)
+        wait = admission_wait()  # a new arrival: the door may be full this minute; players already in never wait
+        if wait is not None:
+            response = render(request, "games/busy.html", {"experiment": experiment, "retry_after": wait}, status=503)
+            response["Retry-After"] = str(wait)
+            return response
         return render(request, "games/consent.html", {"experiment": experiment, "pilot": pilot})
     identity = request.session.get(key, {})
     try:
