@@ -5,7 +5,10 @@ the game's rendering (``train.evaluate``). Alignment with humans: the mean Spear
 between a model map and the human map, divided by the split-half ceiling of the same maps (the
 mean ``split_half_spearman`` an export stores, or ``--ceiling``), for the GALA attention (mean of
 the layers' mean_c(A^2), upsampled to 224) and for gradient saliency (|d logit_true / d pixels|,
-max over colours), per class and overall. Writes ``<checkpoint>.eval.json`` and a PNG grid
+max over colours), per class and overall. Under the Harmonization protocol (Fel et al. 2022) the
+saliency's mean Spearman is also divided by that paper's fixed ClickMe human ceiling instead
+(``harmonization``: comparable with its published scores when the maps are ClickMe's validation
+maps; docs/training.md, "Evaluation"). Writes ``<checkpoint>.eval.json`` and a PNG grid
 ``<checkpoint>.eval.png`` (image, human map, attention, saliency) beside the checkpoint, and stores
 the results under ``metrics["evaluation"]`` in the checkpoint itself.
 """
@@ -29,6 +32,10 @@ from model_server import train as training
 from model_server.data import DemoDataset, ImageFolder
 from model_server.export_data import ExportDataset, read_maps
 from model_server.network import GALANet, load_checkpoint
+
+# The human ceiling the Harmonization benchmark divides by (the ClickMe validation maps' inter-rater
+# Spearman, Fel et al. 2022): its "alignment score" is mean Spearman(saliency, map) / this.
+HARMONIZATION_CEILING = 0.65753
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -104,6 +111,8 @@ def evaluate(model: GALANet, dataset: Dataset, classes: list[str], *, ceiling: f
             "maps": len(every),
             "per_class": {name: float(np.mean(values)) / ceiling for name, values in sorted(per_class.items())},
         }
+        if kind == "saliency":  # the Harmonization protocol: gradient saliency, its fixed human ceiling
+            result[kind]["harmonization"] = float(np.mean(every)) / HARMONIZATION_CEILING
     result["_rows"] = rows
     return result
 
@@ -174,7 +183,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps({k: v for k, v in result.items() if k not in ("attention", "saliency")}, indent=2))
     for kind in ("attention", "saliency"):
         if kind in result:
-            print(f"{kind}: Spearman {result[kind]['spearman']:.3f}, alignment {result[kind]['alignment']:.1%}")
+            line = f"{kind}: Spearman {result[kind]['spearman']:.3f}, alignment {result[kind]['alignment']:.1%}"
+            if "harmonization" in result[kind]:
+                line += f", Harmonization score {result[kind]['harmonization']:.1%}"
+            print(line)
     return result
 
 

@@ -36,6 +36,9 @@ def test_export_train_evaluate_end_to_end(tmp_path: Path) -> None:
         assert -1 / 0.8 <= result[kind]["alignment"] <= 1 / 0.8
         assert result[kind]["maps"] > 0
         assert set(result[kind]["per_class"]) <= set(torch.load(out, weights_only=True)["classes"])
+    # The Harmonization protocol: the same saliency Spearman over that benchmark's fixed human ceiling.
+    assert result["saliency"]["harmonization"] == pytest.approx(result["saliency"]["spearman"] / 0.65753)
+    assert "harmonization" not in result["attention"]
     assert json.loads((tmp_path / "model.eval.json").read_text())["top1"] == result["top1"]
     assert (tmp_path / "model.eval.png").stat().st_size > 0
     assert torch.load(out, weights_only=True)["metrics"]["evaluation"]["top1"] == result["top1"]
