@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from typing import Any
 
 from django.conf import settings
@@ -126,28 +125,26 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
-class StrictCharField(serializers.CharField):
-    """A JSON string: not a number."""
+class JSONStringOnly:
+    """A field mixin: the value must be a JSON string before the field's own parsing (DRF would take 5 as "5")."""
 
-    def to_internal_value(self, data: object) -> str:
-        if not isinstance(data, str):
-            raise serializers.ValidationError(f"must be a string, not {json_type(data)}")
-        return super().to_internal_value(data)
-
-
-class StrictChoiceField(serializers.ChoiceField):
-    """One of the string choices, given as a string (DRF would match 1 to "1")."""
+    string_error = "must be a string"
 
     def to_internal_value(self, data: object) -> Any:
         if not isinstance(data, str):
-            raise serializers.ValidationError(f"must be a string, not {json_type(data)}")
+            raise serializers.ValidationError(f"{self.string_error}, not {json_type(data)}")
         return super().to_internal_value(data)
 
 
-class StrictUUIDField(serializers.UUIDField):
+class StrictCharField(JSONStringOnly, serializers.CharField):
+    """A JSON string: not a number."""
+
+
+class StrictChoiceField(JSONStringOnly, serializers.ChoiceField):
+    """One of the string choices, given as a string (DRF would match 1 to "1")."""
+
+
+class StrictUUIDField(JSONStringOnly, serializers.UUIDField):
     """A UUID in a JSON string (DRF would also take an integer)."""
 
-    def to_internal_value(self, data: object) -> uuid.UUID:
-        if not isinstance(data, str):
-            raise serializers.ValidationError(f"must be a UUID string, not {json_type(data)}")
-        return super().to_internal_value(data)
+    string_error = "must be a UUID string"
