@@ -36,7 +36,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from games.partner_process import DEMO_CHECKPOINT, ROOT, free_port, running, serve_partner, wait_until_ready
+from devtools.partner_process import DEMO_CHECKPOINT, ROOT, free_port, running, serve_partner, wait_until_ready
 from model_server.cotrain_demo import DemoConfig, make_image_sets, report, run_all
 
 PARTNER = "demo-gala"  # seed_demo's partner model; the demo checkpoint knows every shape

@@ -28,7 +28,7 @@ import httpx
 import psutil
 import psycopg
 
-from games.partner_process import DEMO_CHECKPOINT, ROOT, free_port
+from devtools.partner_process import DEMO_CHECKPOINT, ROOT, free_port
 
 PY = sys.executable
 PARTNER = "demo-gala"

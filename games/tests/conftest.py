@@ -39,7 +39,7 @@ def partner(settings, partner_checkpoint: Path) -> Iterator[object]:
 def demo_partner(settings) -> Iterator[object]:
     """The same, serving the shipped demo partner: rounds end as in the game, when the shape is revealed
     (a random-weight partner names the right class at one query in ten, ending rounds at random)."""
-    from games.partner_process import DEMO_CHECKPOINT
+    from devtools.partner_process import DEMO_CHECKPOINT
 
     yield from _serve(settings, DEMO_CHECKPOINT)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from devtools.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 from games.management.commands.seed_demo import DEMO_PARTNER
 from games.models import Experiment, PartnerGuess, Round
-from games.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 from games.tests.browser import (
     CHROMIUM,
     ROOT,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.partner_process import DEMO_CHECKPOINT, ROOT, serve_partner, wait_until_ready
 from games.models import Experiment, Round
-from games.partner_process import DEMO_CHECKPOINT, ROOT, serve_partner, wait_until_ready
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from celery._state import _set_task_join_will_block
-from django.core.management import CommandError, call_command
-from django.db import connection
+from django.core.management import CommandError
 
-from games.management.commands.simulate_players import MaskLookup, PlayedRound, check_database
+from devtools.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
+from devtools.players import MaskLookup, PlayedRound, check_database
 from games.models import Experiment, PartnerGuess, Round
-from games.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
+from games.tests.simulated_runs import number, simulate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,22 +41,6 @@ def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, 
         wait_until_ready(partner)
         settings.MODEL_SERVER_URL = partner.url
         yield partner.url
-
-
-def simulate(live_server, *args: str) -> str:
-    out = io.StringIO()
-    # The live server shares the test's one connection when the test database is in-memory
-    # SQLite, so requests must not overlap there; on a file or Postgres, players run at once.
-    in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()
-    call_command(
-        "simulate_players", "--url", live_server.url, "--no-progress", "--think-ms", "0", "--seed", "5",
-        "--concurrency", "1" if in_memory else "3", *args, stdout=out,
-    )  # fmt: skip
-    return out.getvalue()
-
-
-def number(report: str, label: str) -> int:
-    return int(re.search(rf"^{re.escape(label)}\s+(\d+)", report, re.M).group(1))
 
 
 def test_players_play_through_http_and_every_round_is_scored(

@@ -6,7 +6,7 @@ per request, a cached image, ~30 bubbles), a server limited to batches of one at
 sent the image's pixels inline as a JSON body versus as binary tensor data (the protocol's binary extension, a
 standard client's default), at 8 clients. The load generator is one asyncio process sending pre-encoded bodies,
 so it takes little CPU from the server. Usage:
-python -m model_server.bench_serving [--checkpoint model_server/checkpoints/demo.pt] [--seconds 10] [--json OUT]
+python -m bench.serving [--checkpoint model_server/checkpoints/demo.pt] [--seconds 10] [--json OUT]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from devtools.partner_process import DEMO_CHECKPOINT
 from model_server.batching import input_buffer
 from model_server.binary_data import HEADER
 from model_server.config import preset
@@ -40,7 +41,7 @@ from model_server.reveal import pad_bubbles, reveal_batch
 
 logger = logging.getLogger(__name__)
 
-DEMO_CHECKPOINT = Path(__file__).parent / "checkpoints" / "demo.pt"
+
 RAW_BATCH_SIZES = (1, 4, 8, 16, 32, 64)
 IMAGE_KEYS = [f"bench/{index}.png" for index in range(16)]
 
