@@ -32,9 +32,10 @@ import torch
 from PIL import Image
 
 from devtools.partner_process import DEMO_CHECKPOINT
-from model_server.batching import input_buffer
+from model_server import wire
 from model_server.binary_data import HEADER
 from model_server.config import preset
+from model_server.inference import input_buffer
 from model_server.network import gala_small, save_checkpoint
 from model_server.registry import load_model
 from model_server.reveal import pad_bubbles, reveal_batch
@@ -129,15 +130,7 @@ def request_bodies(count: int) -> list[tuple[bytes, dict[str, str]]]:
     rng, bodies = random.Random(0), []
     for index in range(count):
         points = random_bubbles(rng)
-        body = {
-            "inputs": [
-                {"name": "image_key", "datatype": "BYTES", "shape": [1], "data": [IMAGE_KEYS[index % 16]]},
-                {"name": "bubbles", "datatype": "INT32", "shape": [1, len(points), 2],
-                 "data": [value for point in points for value in point]},
-                {"name": "noise_seed", "datatype": "INT64", "shape": [1], "data": [index]},
-            ],
-            "parameters": {"top_k": 1},
-        }  # fmt: skip
+        body = wire.infer_request([IMAGE_KEYS[index % 16]], [points], [index], top_k=1)
         bodies.append((json.dumps(body).encode(), JSON_HEADERS))
     return bodies
 
@@ -153,13 +146,13 @@ def pixel_bodies(count: int, *, binary: bool) -> list[tuple[bytes, dict[str, str
         points = random_bubbles(rng)
         pixels = pixels_rng.integers(0, 256, (1, 256, 256, 3), dtype=np.uint8)
         tensors = [
-            ("image", "UINT8", list(pixels.shape), pixels),
-            ("bubbles", "INT32", [1, len(points), 2], np.array(points, dtype="<i4")),
-            ("noise_seed", "INT64", [1], np.array([index], dtype="<i8")),
+            (wire.IMAGE, list(pixels.shape), pixels),
+            (wire.BUBBLES, [1, len(points), 2], np.array(points, dtype="<i4")),
+            (wire.NOISE_SEED, [1], np.array([index], dtype="<i8")),
         ]
         inputs, raw = [], []
-        for name, datatype, shape, data in tensors:
-            tensor = {"name": name, "datatype": datatype, "shape": shape}
+        for name, shape, data in tensors:
+            tensor = {"name": name, "datatype": wire.INPUTS[name].datatype, "shape": shape}
             if binary:
                 raw.append(data.tobytes())
                 tensor["parameters"] = {"binary_data_size": len(raw[-1])}
