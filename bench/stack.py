@@ -28,7 +28,7 @@ import httpx
 import psutil
 import psycopg
 
-from devtools.partner_process import DEMO_CHECKPOINT, ROOT, free_port
+from devtools.partner_process import DEMO_CHECKPOINT, ROOT, free_port, stop
 
 PY = sys.executable
 PARTNER = "demo-gala"
@@ -227,14 +227,8 @@ class Stack:
 
 
 def _stop(process: subprocess.Popen, log) -> None:
-    """Terminate a process (gunicorn and Celery stop their children on SIGTERM), kill it if it hangs."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """Stop a process (devtools.partner_process.stop) and close its log."""
+    stop(process, timeout=20)
     log.close()
 
 
