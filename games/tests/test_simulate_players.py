@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from celery._state import _set_task_join_will_block
 from django.core.management import CommandError
 
-from devtools.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 from devtools.players import MaskLookup, PlayedRound, check_database
 from games.models import Experiment, PartnerGuess, Round
 from games.tests.simulated_runs import number, simulate
@@ -25,22 +23,6 @@ def _reset_celery_join_flag() -> Iterator[None]:
     and then any later `result.get()` in this process raises. Put it back after each test."""
     yield
     _set_task_join_will_block(False)
-
-
-@pytest.fixture
-def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, tmp_path: Path) -> Iterator[str]:
-    """`python -m model_server.serve` on a free port over the site's media; the site points at it.
-
-    Serves the trained demo checkpoint once it has been built, else an untrained one over the
-    demo classes (the plumbing under test is the same).
-    """
-    checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
-    log_path = tmp_path / "partner.log"
-    with serve_partner(checkpoint=checkpoint, name=demo.partner.name, image_root=Path(settings.MEDIA_ROOT),
-                       log_path=log_path, workers=1, max_delay_ms=1, device="cpu") as partner:  # fmt: skip
-        wait_until_ready(partner)
-        settings.MODEL_SERVER_URL = partner.url
-        yield partner.url
 
 
 def test_players_play_through_http_and_every_round_is_scored(
