@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from maps.models import Export
-from maps.tests.test_api_ownership import make_world
-from maps.tests.test_dashboard_browser import CHROMIUM, PASSWORD, page  # noqa: F401 (page is a fixture)
+from maps.tests.browser import CHROMIUM, PASSWORD, page  # noqa: F401 (page is a fixture)
+from maps.tests.world import make_world
 
 pytestmark = [
     pytest.mark.browser,
