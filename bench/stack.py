@@ -29,9 +29,10 @@ import psutil
 import psycopg
 
 from devtools.partner_process import DEMO_CHECKPOINT, ROOT, free_port, stop
+from model_server.demo_data import DEMO_PARTNER
 
 PY = sys.executable
-PARTNER = "demo-gala"
+PARTNER = DEMO_PARTNER
 
 
 @dataclass

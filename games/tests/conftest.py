@@ -13,6 +13,7 @@ from devtools.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_
 from games.models import Experiment
 from games.tests.browser import browser  # noqa: F401 (a fixture, for every browser test of the app)
 from games.tests.http_player import HttpPlayer
+from model_server.demo_data import DEMO_PARTNER
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +49,7 @@ def _serve(settings, checkpoint: Path) -> Iterator[object]:
     from model_server.tests.serving import run_server
 
     server_settings = ServerSettings(
-        checkpoint=checkpoint, name="demo-gala", image_root=Path(settings.MEDIA_ROOT), max_delay_ms=1
+        checkpoint=checkpoint, name=DEMO_PARTNER, image_root=Path(settings.MEDIA_ROOT), max_delay_ms=1
     )
     with run_server(server_settings) as server:
         settings.MODEL_SERVER_URL = server.url

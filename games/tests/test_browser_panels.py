@@ -19,9 +19,9 @@ import pytest
 from django.core.management import call_command
 
 from devtools.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
-from games.management.commands.seed_demo import DEMO_PARTNER
 from games.models import Experiment, Participant, PlaySession, Round
 from games.tests.browser import CHROMIUM, current_round_id, failed, finger_paint, paint_round
+from model_server.demo_data import DEMO_PARTNER
 
 pytestmark = [
     pytest.mark.browser,

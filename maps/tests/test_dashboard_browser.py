@@ -22,7 +22,7 @@ from games.models import Experiment, Image, Round
 from games.tests.factories import ParticipantFactory, UserFactory
 from maps.models import Export
 from maps.services import compute_reliability, rebuild_maps
-from maps.tests.browser import CHROMIUM, PASSWORD, page  # noqa: F401 (page is a fixture)
+from maps.tests.browser import CHROMIUM, PASSWORD
 from maps.tests.factories import scored_round
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,10 +70,7 @@ def experiment(transactional_db: None) -> Experiment:
 
 @pytest.mark.usefixtures("eager_tasks")
 def test_a_researcher_sees_progress_maps_and_reliability_and_runs_an_export(
-    live_server: object,
-    experiment: Experiment,
-    page: object,
-    tmp_path: Path,  # noqa: F811
+    live_server: object, experiment: Experiment, page: object, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
