@@ -120,12 +120,12 @@ def click_batch(page: RoundsPage) -> pa.RecordBatch:
         "valid": [row.valid for row in rounds],
         "submitted_at": [row.submitted_at for row in rounds],
     }  # fmt: skip
-    columns = list(zip(*page.clicks, strict=True)) if page.clicks else [(), (), (), (), ()]
+    clicks = page.clicks
     # Bubbles come ordered by round and rounds by id: each bubble's round is found by binary search,
     # and the round-level columns are gathered by Arrow rather than built row by row in Python.
     round_ids = np.asarray([row.pk for row in rounds], dtype=np.int64)
-    owner = pa.array(np.searchsorted(round_ids, np.asarray(columns[0], dtype=np.int64)))
-    bubble = {"round": columns[0], "seq": columns[1], "x": columns[2], "y": columns[3], "t_ms": columns[4]}
+    owner = pa.array(np.searchsorted(round_ids, np.asarray(clicks.round_id, dtype=np.int64)))
+    bubble = {"round": clicks.round_id, "seq": clicks.seq, "x": clicks.x, "y": clicks.y, "t_ms": clicks.t_ms}
     arrays = [
         pa.array(bubble[field.name], field.type) if field.name in bubble
         else pa.array(round_columns[field.name], field.type).take(owner)
@@ -140,13 +140,13 @@ def coco_annotations(page: RoundsPage) -> Iterator[dict]:
     clicks, start = page.clicks, 0
     for row in page.rounds:
         end = start
-        while end < len(clicks) and clicks[end].round_id == row.pk:
+        while end < len(clicks) and clicks.round_id[end] == row.pk:
             end += 1
-        points = clicks[start:end]
+        points = zip(clicks.x[start:end], clicks.y[start:end], strict=True)
         yield {
             "id": row.pk, "image_id": row.image_id, "category_id": row.category_id, "round": row.pk,
-            "participant": row.participant, "keypoints": [value for click in points for value in (click.x, click.y, 2)],
-            "num_keypoints": len(points), "t_ms": [click.t_ms for click in points], "outcome": row.outcome,
+            "participant": row.participant, "keypoints": [value for x, y in points for value in (x, y, 2)],
+            "num_keypoints": end - start, "t_ms": list(clicks.t_ms[start:end]), "outcome": row.outcome,
             "points": row.points, "valid": row.valid,
         }  # fmt: skip
         start = end
