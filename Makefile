@@ -54,7 +54,7 @@ test: install
 # They use the settings from the environment (.env or DATABASE_URL) and write under var/bench.
 bench: install .env $(DEMO_CHECKPOINT)
 	$(PY) manage.py migrate --noinput
-	$(PY) -m model_server.bench_serving --checkpoint $(DEMO_CHECKPOINT)
+	$(PY) -m bench.serving --checkpoint $(DEMO_CHECKPOINT)
 	$(PY) manage.py bench_game
 	$(PY) manage.py bench_maps
 	$(PY) manage.py bench_exports

@@ -1,7 +1,7 @@
 """`python -m bench.chaos` (`make chaos`): break the running stack on purpose and check that nothing is lost.
 
 Starts the production stack (`bench.stack.Stack`) on a private Postgres (`bench.postgres`), sets
-simulated players playing through the HTTP API (the players of `simulate_players`, which retry a
+simulated players playing through the HTTP API (the players of `devtools.players`, which retry a
 503 that carries Retry-After as the page's upload queue does), and then, one after the other:
 
 - worker: SIGKILL to the Celery worker and its children while rounds wait to be scored, restarted
@@ -134,16 +134,16 @@ class Recorder:
 
 
 def player_class():
-    """simulate_players' Player, taught to wait out a 503 that carries Retry-After as the browser does.
+    """devtools.players' Player, taught to wait out a 503 that carries Retry-After as the browser does.
 
-    Imported here, not at the top: the command module needs Django configured, and the settings
+    Imported here, not at the top: devtools.players needs Django configured, and the settings
     come from the stack's environment, which exists only once the stack has started.
     """
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clickme_site.settings")
     django.setup()
-    from games.management.commands.simulate_players import NoImageLeft, Player, RoundFailed, Tally
+    from devtools.players import NoImageLeft, Player, RoundFailed, Tally
 
     class ChaosPlayer(Player):
         recorder: Recorder

@@ -36,10 +36,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from games.partner_process import DEMO_CHECKPOINT, ROOT, free_port, running, serve_partner, wait_until_ready
+from devtools.partner_process import DEMO_CHECKPOINT, ROOT, free_port, running, serve_partner, wait_until_ready
 from model_server.cotrain_demo import DemoConfig, make_image_sets, report, run_all
+from model_server.demo_data import DEMO_PARTNER
 
-PARTNER = "demo-gala"  # seed_demo's partner model; the demo checkpoint knows every shape
+PARTNER = DEMO_PARTNER  # seed_demo's partner model; the demo checkpoint knows every shape
 STUDIES = {"train": "cotrain-train", "test": "cotrain-conflict"}  # export name -> study slug (and image set)
 IMAGE_SETS = {"train": "train", "test": "test-conflict"}  # export name -> folder under <run>/images
 

@@ -17,8 +17,8 @@ import psutil
 import psycopg
 import torch
 
-from games.partner_process import DEMO_CHECKPOINT
-from model_server.batching import input_buffer
+from devtools.partner_process import DEMO_CHECKPOINT
+from model_server.inference import input_buffer
 from model_server.registry import load_model
 from model_server.reveal import pad_bubbles, reveal_batch
 

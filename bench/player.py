@@ -1,6 +1,6 @@
 """A Locust player that plays like a person, in real time (the page's cadence, static/games/main.js).
 
-One round: start it, download the image, paint with `games.simulation.paint` (the painters of
+One round: start it, download the image, paint with `devtools.simulation.paint` (the painters of
 `simulate_players`), sleeping so that each bubble leaves at its own time (a bubble every
 `bubble_interval_ms`); every `query_every` bubbles upload the new ones and then ask for a guess,
 one guess at a time as the page does (a query point passed while a guess is pending is skipped);
@@ -25,7 +25,7 @@ import numpy as np
 from locust import HttpUser, between, task
 
 from bench.masks import mask_index
-from games.simulation import Rules, paint
+from devtools.simulation import Rules, paint
 
 CONFIG_SCRIPT = re.compile(r'<script[^>]*id="game-config"[^>]*>(.*?)</script>', re.S)
 MASKS: dict[str, np.ndarray] | None = None

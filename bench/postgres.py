@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-from games.partner_process import free_port
+from devtools.partner_process import free_port
 
 
 def _binary(name: str) -> str:

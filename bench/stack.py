@@ -28,10 +28,11 @@ import httpx
 import psutil
 import psycopg
 
-from games.partner_process import DEMO_CHECKPOINT, ROOT, free_port
+from devtools.partner_process import DEMO_CHECKPOINT, ROOT, free_port, stop
+from model_server.demo_data import DEMO_PARTNER
 
 PY = sys.executable
-PARTNER = "demo-gala"
+PARTNER = DEMO_PARTNER
 
 
 @dataclass
@@ -227,14 +228,8 @@ class Stack:
 
 
 def _stop(process: subprocess.Popen, log) -> None:
-    """Terminate a process (gunicorn and Celery stop their children on SIGTERM), kill it if it hangs."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """Stop a process (devtools.partner_process.stop) and close its log."""
+    stop(process, timeout=20)
     log.close()
 
 

@@ -201,11 +201,16 @@ if BEHIND_TLS_PROXY:
 
 # --- Celery and cache ---------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
-# REDIS_URL unset = tasks run in-process when enqueued (no broker, no worker needed).
 REDIS_URL = env_url("REDIS_URL", "", {"redis", "rediss"})
+# Development and tests only: tasks run in the process that enqueues them, after its commit (no
+# broker, no worker). On by default exactly when there is no REDIS_URL; clickme_site/tasks_enqueue.py
+# keeps what such a task raises away from the service that enqueued it.
+TASKS_IN_PROCESS = env_bool("TASKS_IN_PROCESS", not REDIS_URL)
+if not TASKS_IN_PROCESS and not REDIS_URL:
+    raise ImproperlyConfigured("TASKS_IN_PROCESS=0 needs a broker: set REDIS_URL")
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = TASKS_IN_PROCESS
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"

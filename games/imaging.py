@@ -19,6 +19,10 @@ from PIL import ImageOps, UnidentifiedImageError
 
 from model_server.canvas import to_canvas  # torch-free: the same canvas the partner decodes
 
+# What an image set holds, in a folder (manage.py import_images) or a zip (games/services/image_uploads.py).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+MASK_SUFFIX = ".mask.png"  # `<stem>.mask.png` beside an image is its object mask
+
 MIN_SIDE = 32  # smaller than this and the 256 crop is mostly interpolation
 MAX_SIDE = 20_000  # a sliver 100000×10 passes a pixel budget but is no photograph
 

@@ -20,9 +20,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from kombu.exceptions import OperationalError as BrokerError
 
-from clickme_site.celery import app as celery_app
+from clickme_site.tasks_enqueue import enqueue_on_commit
 from games.models import Experiment
 from maps.export_limits import check_quota
 from maps.exports import (
@@ -126,19 +125,17 @@ def create_export(*, experiment: Experiment, user: AbstractBaseUser, formats: li
         export = Export.objects.create(experiment=experiment, created_by=user, formats=formats, filters=filters,
                                        since=since)  # fmt: skip
     if enqueue:
-        # robust: without a broker the task runs right here, and a failed export, already recorded
-        # on its row, must not turn the request that created it into a server error.
-        transaction.on_commit(functools.partial(_enqueue, export.pk), robust=True)
+        enqueue_on_commit(
+            EXPORT_TASK, export.pk, purpose=f"write export {export.pk}", log=logger,
+            on_broker_error=functools.partial(_queue_unreachable, export.pk),
+        )  # fmt: skip
     logger.info("export %s of %s requested: %s", export.pk, experiment.slug, ", ".join(export.formats))
     return export
 
 
-def _enqueue(export_id: int) -> None:
-    try:
-        # By its registered name: maps.export_tasks imports this module (docs/architecture.md, "Imports").
-        celery_app.tasks[EXPORT_TASK].delay(export_id)
-    except BrokerError as exc:
-        record_export_failure(export_id=export_id, error=f"could not reach the task queue: {exc}")
+def _queue_unreachable(export_id: int, error: Exception) -> None:
+    # Nothing sweeps pending exports: the row says the job failed, and the researcher asks again.
+    record_export_failure(export_id=export_id, error=f"could not reach the task queue: {error}")
 
 
 def record_export_failure(*, export_id: int, error: BaseException | str) -> None:

@@ -1,15 +1,24 @@
-"""File writers of a dataset export, one per format, each fed chunk by chunk so memory stays flat."""
+"""File writers of a dataset export, one per format, each fed item by item so memory stays flat.
+
+Every writer keeps one protocol: `Writer(path, context)` opens its file (`context` is
+maps.exports.WriteContext: the export and its rounds), `write(item)` appends one item of the pass
+that feeds it (maps.exports.EXPORT_FORMATS says which: a RoundsPage, a LabRoundsPage or a
+MapItem), and `close()` finishes the file. A new format is a class here and a row in
+EXPORT_FORMATS (docs/architecture.md, "Which file to change for").
+"""
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -17,6 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # the rows an export reads (maps.exports); this module itself needs no Django
+    from maps.exports import LabRoundsPage, RoundsPage
 
 # One row per bubble (docs/running-a-study.md, "7. Export").
 # `participant` is the pseudonymous username, never a panel id.
@@ -57,19 +69,87 @@ MAP_INDEX_COLUMNS = ["key", "image", "class", "participants", "rounds", "clicks"
 BLOCK = 1 << 20  # bytes per read when checksumming
 
 
-def click_batch(round_ids: list[int], rounds: dict[str, list], clicks: list[tuple]) -> pa.RecordBatch:
-    """One page of bubbles (round, seq, x, y, t_ms), with their rounds' columns repeated, as CLICK_SCHEMA rows."""
-    columns = list(zip(*clicks, strict=True)) if clicks else [(), (), (), (), ()]
+@dataclass(frozen=True)
+class WriteContext:
+    """What a writer may need besides its items: the export's HDF5 attributes, and COCO's header."""
+
+    attrs: dict[str, Any] = field(default_factory=dict)
+    coco_info: dict[str, Any] = field(default_factory=dict)
+    coco_header: Callable[[], tuple[Iterable[dict], Iterable[dict]]] = lambda: ((), ())  # (categories, images)
+
+
+class MapItem:
+    """What the "maps" writers get: one map's facts (MAP_INDEX_COLUMNS), its arrays and overlay loaded on first use."""
+
+    def __init__(
+        self, facts: dict[str, Any], *, heatmap: Callable[[], np.ndarray], raw: Callable[[], np.ndarray] | None = None,
+        overlay: Callable[[], bytes] | None = None,
+    ) -> None:  # fmt: skip
+        self.facts = facts
+        self._load = {"heatmap": heatmap, "raw": raw, "overlay": overlay}
+
+    @functools.cached_property
+    def heatmap(self) -> np.ndarray:
+        """The map min-max scaled to [0, 1]."""
+        return self._load["heatmap"]()
+
+    @functools.cached_property
+    def raw(self) -> np.ndarray:
+        """The map unscaled: the blurred mean of its participants' bubble counts."""
+        return self._load["raw"]()
+
+    @functools.cached_property
+    def overlay(self) -> bytes:
+        """A PNG of the map over its image."""
+        return self._load["overlay"]()
+
+
+def click_batch(page: RoundsPage) -> pa.RecordBatch:
+    """One page of bubbles, with their rounds' columns repeated, as CLICK_SCHEMA rows (made once per page)."""
+    if page.batch is not None:
+        return page.batch
+    rounds = page.rounds
+    round_columns = {
+        "participant": [row.participant for row in rounds],
+        "image": [row.image for row in rounds],
+        "class": [row.category for row in rounds],
+        "outcome": [row.outcome for row in rounds],
+        "points": [row.points for row in rounds],
+        "partner_version": [f"{row.partner}@{row.partner_version}" if row.partner_version is not None else None
+                            for row in rounds],
+        "valid": [row.valid for row in rounds],
+        "submitted_at": [row.submitted_at for row in rounds],
+    }  # fmt: skip
+    clicks = page.clicks
     # Bubbles come ordered by round and rounds by id: each bubble's round is found by binary search,
     # and the round-level columns are gathered by Arrow rather than built row by row in Python.
-    owner = pa.array(np.searchsorted(np.asarray(round_ids, dtype=np.int64), np.asarray(columns[0], dtype=np.int64)))
-    bubble = {"round": columns[0], "seq": columns[1], "x": columns[2], "y": columns[3], "t_ms": columns[4]}
+    round_ids = np.asarray([row.pk for row in rounds], dtype=np.int64)
+    owner = pa.array(np.searchsorted(round_ids, np.asarray(clicks.round_id, dtype=np.int64)))
+    bubble = {"round": clicks.round_id, "seq": clicks.seq, "x": clicks.x, "y": clicks.y, "t_ms": clicks.t_ms}
     arrays = [
         pa.array(bubble[field.name], field.type) if field.name in bubble
-        else pa.array(rounds[field.name], field.type).take(owner)
+        else pa.array(round_columns[field.name], field.type).take(owner)
         for field in CLICK_SCHEMA
     ]  # fmt: skip
-    return pa.RecordBatch.from_arrays(arrays, schema=CLICK_SCHEMA)
+    page.batch = pa.RecordBatch.from_arrays(arrays, schema=CLICK_SCHEMA)
+    return page.batch
+
+
+def coco_annotations(page: RoundsPage) -> Iterator[dict]:
+    """One COCO annotation per round: its participant's bubbles as keypoint triplets, in order."""
+    clicks, start = page.clicks, 0
+    for row in page.rounds:
+        end = start
+        while end < len(clicks) and clicks.round_id[end] == row.pk:
+            end += 1
+        points = zip(clicks.x[start:end], clicks.y[start:end], strict=True)
+        yield {
+            "id": row.pk, "image_id": row.image_id, "category_id": row.category_id, "round": row.pk,
+            "participant": row.participant, "keypoints": [value for x, y in points for value in (x, y, 2)],
+            "num_keypoints": end - start, "t_ms": list(clicks.t_ms[start:end]), "outcome": row.outcome,
+            "points": row.points, "valid": row.valid,
+        }  # fmt: skip
+        start = end
 
 
 def map_key(image_name: str) -> str:
@@ -89,13 +169,14 @@ def file_digest(path: Path) -> dict[str, Any]:
 class ClicksCsvWriter:
     """clicks.csv: Arrow's CSV writer (RFC 4180 quoting), one record batch at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, context: WriteContext) -> None:
         index = CLICK_SCHEMA.get_field_index("submitted_at")
         schema = CLICK_SCHEMA.set(index, pa.field("submitted_at", pa.string()))
         self._writer = pa_csv.CSVWriter(str(path), schema, write_options=pa_csv.WriteOptions(quoting_style="needed"))
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        """Append one chunk of bubbles."""
+    def write(self, page: RoundsPage) -> None:
+        """Append one page of bubbles."""
+        batch = click_batch(page)
         index = batch.schema.get_field_index("submitted_at")
         # ISO 8601 with a 'T' and 'Z' (Arrow's default text has a space). A page has one time per
         # round, so format the distinct values only: formatting every bubble's copy is 10x slower.
@@ -110,12 +191,12 @@ class ClicksCsvWriter:
 class ClicksParquetWriter:
     """clicks.parquet: one row group per chunk, zstd-compressed, dictionary-encoded strings."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, context: WriteContext) -> None:
         self._writer = pq.ParquetWriter(str(path), CLICK_SCHEMA, compression="zstd")
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        """Append one chunk of bubbles as its own row group."""
-        self._writer.write_batch(batch)
+    def write(self, page: RoundsPage) -> None:
+        """Append one page of bubbles as its own row group."""
+        self._writer.write_batch(click_batch(page))
 
     def close(self) -> None:
         self._writer.close()
@@ -128,7 +209,8 @@ class CocoPointsWriter:
     ([x, y, 2] triplets; 2 = visible), with the bubble times alongside.
     """
 
-    def __init__(self, path: Path, *, info: dict, categories: Iterable[dict], images: Iterable[dict]) -> None:
+    def __init__(self, path: Path, context: WriteContext) -> None:
+        info, (categories, images) = context.coco_info, context.coco_header()
         self._handle = path.open("w", encoding="utf-8")
         self._handle.write('{"info": ' + json.dumps(info) + ', "licenses": [], "categories": [')
         self._write_list(categories)
@@ -141,10 +223,11 @@ class CocoPointsWriter:
         for number, item in enumerate(items):
             self._handle.write(("," if number else "") + "\n" + json.dumps(item))
 
-    def add(self, annotation: dict) -> None:
-        """Append one round's points."""
-        self._handle.write(("\n" if self._first else ",\n") + json.dumps(annotation, separators=(",", ":")))
-        self._first = False
+    def write(self, page: RoundsPage) -> None:
+        """Append one annotation per round of the page."""
+        for annotation in coco_annotations(page):
+            self._handle.write(("\n" if self._first else ",\n") + json.dumps(annotation, separators=(",", ":")))
+            self._first = False
 
     def close(self) -> None:
         self._handle.write("]}\n")
@@ -157,31 +240,45 @@ class MapsNpzWriter:
     `np.load` reads it like any `np.savez_compressed` file, lazily, member by member.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, context: WriteContext) -> None:
         self._zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED)
 
-    def add(self, key: str, array: np.ndarray) -> None:
+    def array(self, item: MapItem) -> np.ndarray:
+        return item.heatmap
+
+    def write(self, item: MapItem) -> None:
         """Append one image's map."""
-        with self._zip.open(f"{key}.npy", "w", force_zip64=True) as member:
-            np.lib.format.write_array(member, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        with self._zip.open(f"{item.facts['key']}.npy", "w", force_zip64=True) as member:
+            array = np.ascontiguousarray(self.array(item), dtype=np.float32)
+            np.lib.format.write_array(member, array, allow_pickle=False)
 
     def close(self) -> None:
         self._zip.close()
 
 
+class RawMapsNpzWriter(MapsNpzWriter):
+    """maps_raw.npz: the same keys as maps.npz, each map unscaled (the blurred mean of bubble counts)."""
+
+    def array(self, item: MapItem) -> np.ndarray:
+        return item.raw
+
+
 class MapsHdf5Writer:
     """maps.h5 in the lab layout: dataset `clickmaps/<image name>/clickmap` with the map's facts as attributes."""
 
-    def __init__(self, path: Path, *, attrs: dict[str, Any]) -> None:
+    def __init__(self, path: Path, context: WriteContext) -> None:
         self._file = h5py.File(path, "w", track_order=True)
-        for name, value in attrs.items():
+        for name, value in context.attrs.items():
             self._file.attrs[name] = value
         self._group = self._file.create_group("clickmaps", track_order=True)
 
-    def add(self, key: str, array: np.ndarray, *, attrs: dict[str, Any]) -> None:
+    def write(self, item: MapItem) -> None:
         """Write one image's map; h5py flushes it to the file, so nothing accumulates."""
-        group = self._group.create_group(key)
-        group.create_dataset("clickmap", data=np.asarray(array, dtype=np.float32), compression="gzip", shuffle=True)
+        facts = item.facts
+        attrs = {"name": facts["image"]} | {name: facts[name] for name in HDF5_ATTRS}
+        group = self._group.create_group(facts["key"])
+        data = np.asarray(item.heatmap, dtype=np.float32)
+        group.create_dataset("clickmap", data=data, compression="gzip", shuffle=True)
         for name, value in attrs.items():
             if value is not None:  # HDF5 attributes have no null
                 group.attrs[name] = value
@@ -203,14 +300,15 @@ class LabClicksCsvWriter:
 
     COLUMNS = ("image_path", "clicks", "user_id")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, context: WriteContext) -> None:
         self._handle = path.open("w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._handle)
         self._writer.writerow(self.COLUMNS)
 
-    def add(self, image: str, points: list[tuple[int, int]], participant: str) -> None:
-        """Append one round's bubbles."""
-        self._writer.writerow([image, lab_clicks_text(points), participant])
+    def write(self, page: LabRoundsPage) -> None:
+        """Append one row per round of the page."""
+        for row in page.rounds:
+            self._writer.writerow([row.image, lab_clicks_text(row.points), row.participant])
 
     def close(self) -> None:
         self._handle.close()
@@ -232,20 +330,22 @@ class LabMapsHdf5Writer:
     filter_duplicates, creation_date, completed, compression) and the export's.
     """
 
-    def __init__(self, path: Path, *, attrs: dict[str, Any]) -> None:
+    def __init__(self, path: Path, context: WriteContext) -> None:
         self._file = h5py.File(path, "w", track_order=True)
         self._maps = self._file.create_group("clickmaps", track_order=True)
         self._counts = self._file.create_group("click_counts", track_order=True)
         self._metadata = self._file.create_group("metadata")
-        for name, value in attrs.items():
+        for name, value in context.attrs.items():
             self._metadata.attrs[name] = value
         self._total = self._trials = 0
 
-    def add(self, image: str, raw: np.ndarray, facts: dict[str, Any]) -> None:
+    def write(self, item: MapItem) -> None:
         """Write one image's unscaled map and its trial count."""
+        facts = item.facts
+        image = facts["image"]
         key = lab_key(image)
         group = self._maps.create_group(key)
-        array = np.asarray(raw, dtype=np.float32)[None]
+        array = np.asarray(item.raw, dtype=np.float32)[None]
         group.create_dataset("clickmap", data=array)
         group.create_dataset("bin_clickmaps", data=np.asarray(1))
         group.attrs["shape"] = array.shape
@@ -271,12 +371,12 @@ class LabMapsHdf5Writer:
 class OverlaysZipWriter:
     """overlays.zip: one PNG of the map over its image per image, stored (PNGs are compressed already)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, context: WriteContext) -> None:
         self._zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED)
 
-    def add(self, key: str, png: bytes) -> None:
+    def write(self, item: MapItem) -> None:
         """Append one overlay."""
-        self._zip.writestr(f"{key}.png", png)
+        self._zip.writestr(f"{item.facts['key']}.png", item.overlay)
 
     def close(self) -> None:
         self._zip.close()
@@ -285,13 +385,14 @@ class OverlaysZipWriter:
 class MapsIndexWriter:
     """maps_index.csv: which image each map key is, with its class and how much data made it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, context: WriteContext) -> None:
         self._handle = path.open("w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._handle)
         self._writer.writerow(MAP_INDEX_COLUMNS)
 
-    def add(self, row: dict[str, Any]) -> None:
+    def write(self, item: MapItem) -> None:
         """Append one map's row."""
+        row = item.facts
         self._writer.writerow(["" if row[column] is None else row[column] for column in MAP_INDEX_COLUMNS])
 
     def close(self) -> None:

@@ -10,14 +10,16 @@ a time. Nothing is collected across pages except counters; the distinct counts c
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
 from django.db.models import Count, Q, QuerySet
 
@@ -29,41 +31,162 @@ from maps.services import experiment_parameters, heatmap_array, missing_maps, ov
 
 ROUND_CHUNK = 1000  # rounds per page: ~50k bubbles at ~50 per round, one Parquet row group
 MAP_CHUNK = 100  # click maps per page; each is read, written and dropped before the next
-CLICK_FORMATS = {"clicks_csv", "clicks_parquet", "points_coco", "clicks_lab_csv"}
-MAP_FORMATS = {"maps_npz", "maps_hdf5", "overlays_png", "maps_raw_npz", "maps_lab_hdf5"}
-FILE_NAMES = {
-    "clicks_csv": "clicks.csv",
-    "clicks_parquet": "clicks.parquet",
-    "points_coco": "points_coco.json",
-    "maps_npz": "maps.npz",
-    "maps_hdf5": "maps.h5",
-    "overlays_png": "overlays.zip",
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One format an export can write: its file, the pass that feeds it, its writer, and what it holds.
+
+    `source` is the pass over the data that feeds the writer: "rounds" (rounds by id with their
+    bubbles, a RoundsPage at a time), "lab_rounds" (rounds in submission order, a LabRoundsPage at
+    a time) or "maps" (a MapItem per published map). `writer` names its class in
+    maps/export_writers.py, loaded only where exports are written (pyarrow and h5py stay out of
+    web processes); every writer is opened with (path, context), fed `write(item)`, then closed.
+    """
+
+    name: str
+    file: str
+    label: str  # as the dashboard offers it
+    source: str
+    writer: str
+    doc: str | None = None  # what the manifest says the file holds, beyond its columns
+    lab: bool = False  # made for serre-lab's scripts as they are (docs/maps-and-reliability.md)
+
+
+# The formats, in the order their files are listed and digested (docs/running-a-study.md, "7. Export").
+EXPORT_FORMATS = (
+    ExportFormat("clicks_csv", "clicks.csv", "Clicks (CSV)", "rounds", "ClicksCsvWriter"),
+    ExportFormat("clicks_parquet", "clicks.parquet", "Clicks (Parquet)", "rounds", "ClicksParquetWriter"),
+    ExportFormat("points_coco", "points_coco.json", "Points (COCO JSON)", "rounds", "CocoPointsWriter"),
+    ExportFormat(
+        "maps_npz", "maps.npz", "Maps (NumPy .npz)", "maps", "MapsNpzWriter",
+        doc="one float32 256x256 array per key, min-max scaled to [0, 1]; maps_index.csv says which image each "
+        "key is",
+    ),
+    ExportFormat(
+        "maps_hdf5", "maps.h5", "Maps (HDF5, scaled to [0, 1])", "maps", "MapsHdf5Writer",
+        doc="clickmaps/<key>/clickmap, float32 256x256 min-max scaled to [0, 1], attributes class, participants, "
+        "name; keys escape '/' as %2F (maps_index.csv says which image each key is)",
+    ),
+    ExportFormat("overlays_png", "overlays.zip", "Overlays (PNG zip)", "maps", "OverlaysZipWriter"),
     # For serre-lab's scripts as they are (docs/maps-and-reliability.md): unscaled maps, their HDF5
     # layout and key naming, and one row per trial in the click notation their current parser reads.
-    "maps_raw_npz": "maps_raw.npz",
-    "maps_lab_hdf5": "maps_lab.h5",
-    "clicks_lab_csv": "clicks_lab.csv",
-}
-MAPS_INDEX = "maps_index.csv"
+    ExportFormat(
+        "maps_raw_npz", "maps_raw.npz", "Unscaled maps (NumPy .npz)", "maps", "RawMapsNpzWriter", lab=True,
+        doc="the same keys as maps.npz, each map unscaled: the blurred mean of its participants' bubble counts "
+        "(what serre-lab's scripts save and threshold)",
+    ),
+    ExportFormat(
+        "maps_lab_hdf5", "maps_lab.h5", "Maps for serre-lab's scripts (HDF5, unscaled)", "maps", "LabMapsHdf5Writer",
+        lab=True,
+        doc="serre-lab's prepare_clickmaps layout: clickmaps/<image name with '/' as '_'>/clickmap, the "
+        "unscaled map as float32 (1, 256, 256), with attributes original_path, shape, name, class; click_counts/<key> "
+        "the trials in each map; metadata attributes as the lab writes them",
+    ),
+    ExportFormat(
+        "clicks_lab_csv", "clicks_lab.csv", "Clicks for serre-lab's scripts (CSV)", "lab_rounds", "LabClicksCsvWriter",
+        lab=True,
+        doc="image_path, clicks, user_id: one row per round in submission order, clicks written "
+        "[(x, y), (x, y)] as serre-lab's current parser reads them; their duplicate filter (keep the first) then "
+        "their short-trial filter give the rounds of the 'lab' selection recipe",
+    ),
+)  # fmt: skip
+FORMATS_BY_NAME = {fmt.name: fmt for fmt in EXPORT_FORMATS}
+FILE_NAMES = {fmt.name: fmt.file for fmt in EXPORT_FORMATS}
+MAPS_INDEX = "maps_index.csv"  # written with every export that has a map format (MapsIndexWriter)
 MANIFEST = "manifest.json"
 
 ProgressCallback = Callable[[int, int, dict[str, int]], None]  # (units done, units, written); a unit: a round or map
 
-# Moderators' exclusions; a session's invalidation covers its rounds even if they were not marked one by one.
+# The quality states an export selects, each by the rule's one home (games.models.play.RoundQuerySet):
+# the rounds that count, every round, or those a moderator excluded (a session's invalidation covers
+# its rounds even if they were not marked one by one).
 MODERATED = (
     Q(invalidated_at__isnull=False)
     | Q(session__invalidated_at__isnull=False)
     | Q(participant__ban_state=Participant.BanState.SHADOW)
 )
-# The rounds that count (games.models.play.RoundQuerySet.counting): no moderator excluded them and
-# they were not played from a pilot (preview) link.
-VALID = Q(status=Round.Status.SCORED) & ~Q(outcome=Round.Outcome.SKIPPED) & ~MODERATED & Q(session__is_pilot=False)
-QUALITY = {"valid": VALID, "all": Q(), "invalidated": MODERATED}
+QUALITY: dict[str, Callable[[QuerySet[Round]], QuerySet[Round]]] = {
+    "valid": lambda rounds: rounds.counting(),
+    "all": lambda rounds: rounds,
+    "invalidated": lambda rounds: rounds.filter(MODERATED),
+}
 ROUND_FIELDS = (
     "pk", "participant__username", "image_id", "image__name", "image__category_id", "image__category__name",
-    "outcome", "points", "partner_version__partner__name", "partner_version__version", "submitted_at", "status",
-    "invalidated_at", "session__invalidated_at", "participant__ban_state", "session__is_pilot",
+    "outcome", "points", "partner_version__partner__name", "partner_version__version", "submitted_at",
 )  # fmt: skip
+
+
+class RoundRow(NamedTuple):
+    """One exported round: ROUND_FIELDS, then `valid`, whether it counts (Round.objects.counting)."""
+
+    pk: int
+    participant: str
+    image_id: int
+    image: str
+    category_id: int
+    category: str
+    outcome: str
+    points: int | None
+    partner: str | None
+    partner_version: str | None
+    submitted_at: datetime
+    valid: bool
+
+
+@dataclass(frozen=True)
+class Clicks:
+    """A page's bubbles as named columns, ordered by (round_id, seq): columns, because a page has
+    ~50k of them and both the Arrow batch and the COCO keypoints read them column by column."""
+
+    round_id: Sequence[int] = ()
+    seq: Sequence[int] = ()
+    x: Sequence[int] = ()
+    y: Sequence[int] = ()
+    t_ms: Sequence[int] = ()
+
+    def __len__(self) -> int:
+        return len(self.round_id)
+
+
+@dataclass
+class RoundsPage:
+    """What the "rounds" writers get: one page of rounds (by id) and their bubbles, in order.
+
+    `batch` is the page as one Arrow record batch, made once by the first writer that needs it.
+    """
+
+    rounds: list[RoundRow]
+    clicks: Clicks
+    batch: Any = None
+
+
+class LabRound(NamedTuple):
+    """One round as serre-lab's CSV has it."""
+
+    image: str
+    points: list[tuple[int, int]]
+    participant: str
+
+
+@dataclass
+class LabRoundsPage:
+    """What the "lab_rounds" writers get: one page of rounds in submission order."""
+
+    rounds: list[LabRound]
+
+
+def _coco_header(rounds: QuerySet[Round]) -> tuple[Iterator[dict], Iterator[dict]]:
+    """The COCO categories and images of the rounds' images, read page by page."""
+    image_ids = rounds.values("image_id")
+    categories = Category.objects.filter(images__in=image_ids).distinct()
+    images = Image.objects.filter(pk__in=image_ids)
+    return (
+        ({"id": pk, "name": name, "supercategory": ""} for page in _pages(categories, 1000, "pk", "name")
+         for pk, name in page),
+        ({"id": pk, "file_name": name, "width": IMAGE_SIZE, "height": IMAGE_SIZE, "category_id": category}
+         for page in _pages(images, 1000, "pk", "name", "category_id") for pk, name, category in page),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,7 +212,7 @@ class Window:
 def select_rounds(*, export: Export, window: Window) -> QuerySet[Round]:
     """The export's rounds: its experiment, in its quality state, inside the window."""
     quality = export.filters.get("quality", "valid")
-    rounds = Round.objects.filter(QUALITY[quality], experiment_id=export.experiment_id, submitted_at__isnull=False)
+    rounds = QUALITY[quality](Round.objects.filter(experiment_id=export.experiment_id, submitted_at__isnull=False))
     if window.start is not None:
         rounds = rounds.filter(submitted_at__gte=window.start)
     if window.end is not None:
@@ -114,99 +237,11 @@ def _pages(queryset: QuerySet, size: int, *fields: str) -> Iterator[list]:
         yield rows
 
 
-def _is_valid(row: tuple) -> bool:
-    outcome, status, invalidated, session_invalidated, ban, pilot = row[6], row[11], row[12], row[13], row[14], row[15]
-    return (
-        not pilot
-        and status == Round.Status.SCORED
-        and outcome != Round.Outcome.SKIPPED
-        and invalidated is None
-        and session_invalidated is None
-        and ban == Participant.BanState.NONE
-    )
-
-
-def round_columns(rounds: list[tuple]) -> dict[str, list]:
-    """The per-round columns of CLICK_SCHEMA for one page of rounds (ROUND_FIELDS rows)."""
-    return {
-        "participant": [row[1] for row in rounds],
-        "image": [row[3] for row in rounds],
-        "class": [row[5] for row in rounds],
-        "outcome": [row[6] for row in rounds],
-        "points": [row[7] for row in rounds],
-        "partner_version": [f"{row[8]}@{row[9]}" if row[9] is not None else None for row in rounds],
-        "valid": [_is_valid(row) for row in rounds],
-        "submitted_at": [row[10] for row in rounds],
-    }
-
-
-def coco_annotations(rounds: list[tuple], clicks: list[tuple]) -> Iterator[dict]:
-    """One COCO annotation per round: its participant's bubbles as keypoint triplets, in order."""
-    start = 0
-    for row in rounds:
-        end = start
-        while end < len(clicks) and clicks[end][0] == row[0]:
-            end += 1
-        points = clicks[start:end]
-        yield {
-            "id": row[0], "image_id": row[2], "category_id": row[4], "round": row[0], "participant": row[1],
-            "keypoints": [value for _, _, x, y, _ in points for value in (x, y, 2)], "num_keypoints": len(points),
-            "t_ms": [t for *_, t in points], "outcome": row[6], "points": row[7], "valid": _is_valid(row),
-        }  # fmt: skip
-        start = end
-
-
 def selection_counts(rounds: QuerySet[Round]) -> dict[str, int]:
     """Rounds, distinct participants and images of the selection, counted by the database."""
     return rounds.aggregate(
         rounds=Count("pk"), participants=Count("participant_id", distinct=True), images=Count("image_id", distinct=True)
     )
-
-
-def _coco_header(rounds: QuerySet[Round]) -> tuple[Iterator[dict], Iterator[dict]]:
-    image_ids = rounds.values("image_id")
-    categories = Category.objects.filter(images__in=image_ids).distinct()
-    images = Image.objects.filter(pk__in=image_ids)
-    return (
-        ({"id": pk, "name": name, "supercategory": ""} for page in _pages(categories, 1000, "pk", "name")
-         for pk, name in page),
-        ({"id": pk, "file_name": name, "width": IMAGE_SIZE, "height": IMAGE_SIZE, "category_id": category}
-         for page in _pages(images, 1000, "pk", "name", "category_id") for pk, name, category in page),
-    )  # fmt: skip
-
-
-def _write_clicks(export: Export, rounds: QuerySet[Round], directory: Path, tick: Callable[..., None]) -> None:
-    from maps import export_writers as writers  # pyarrow and h5py load only where exports are written
-
-    formats = set(export.formats)
-    with contextlib.ExitStack() as stack:
-        tables = [
-            stack.enter_context(contextlib.closing(cls(directory / FILE_NAMES[name])))
-            for name, cls in (("clicks_csv", writers.ClicksCsvWriter), ("clicks_parquet", writers.ClicksParquetWriter))
-            if name in formats
-        ]
-        coco = None
-        if "points_coco" in formats:
-            info = {"description": f"ClickMe points of {export.experiment.slug}", "export": export.pk}
-            categories, images = _coco_header(rounds)
-            coco = writers.CocoPointsWriter(
-                directory / FILE_NAMES["points_coco"], info=info, categories=categories, images=images
-            )
-            stack.enter_context(contextlib.closing(coco))
-        for page in _pages(rounds, ROUND_CHUNK, *ROUND_FIELDS):
-            clicks = list(
-                Click.objects.filter(round_id__in=[row[0] for row in page])
-                .order_by("round_id", "seq")
-                .values_list("round_id", "seq", "x", "y", "t_ms")
-            )
-            if tables:
-                batch = writers.click_batch([row[0] for row in page], round_columns(page), clicks)
-                for table in tables:
-                    table.write(batch)
-            if coco is not None:
-                for annotation in coco_annotations(page, clicks):
-                    coco.add(annotation)
-            tick(len(page), rounds=len(page), clicks=len(clicks))
 
 
 def _submission_pages(rounds: QuerySet[Round], size: int, *fields: str) -> Iterator[list]:
@@ -224,87 +259,12 @@ def _submission_pages(rounds: QuerySet[Round], size: int, *fields: str) -> Itera
         yield rows
 
 
-def _write_lab_clicks(export: Export, rounds: QuerySet[Round], directory: Path, tick: Callable[..., None]) -> None:
-    """clicks_lab.csv: one row per round in submission order, so the lab's keep-first de-duplication keeps
-    each participant's first submission of an image, as the "lab" selection recipe does."""
-    from maps import export_writers as writers
-
-    with contextlib.closing(writers.LabClicksCsvWriter(directory / FILE_NAMES["clicks_lab_csv"])) as writer:
-        for page in _submission_pages(rounds, ROUND_CHUNK, "image__name", "participant__username"):
-            points: dict[int, list[tuple[int, int]]] = {row[1]: [] for row in page}
-            clicks = Click.objects.filter(round_id__in=list(points)).order_by("round_id", "seq")
-            for round_id, x, y in clicks.values_list("round_id", "x", "y"):
-                points[round_id].append((x, y))
-            for _, pk, image, participant in page:
-                writer.add(image, points[pk], participant)
-            tick(len(page))
-
-
 def lab_key_collisions(names: Iterable[str]) -> dict[str, list[str]]:
     """Image names that the lab's key naming ('/' written as '_') would give the same key."""
     by_key: dict[str, list[str]] = defaultdict(list)
     for name in names:
         by_key[name.replace("/", "_")].append(name)
     return {key: sorted(found) for key, found in by_key.items() if len(found) > 1}
-
-
-def _write_maps(export: Export, rounds: QuerySet[Round], directory: Path, tick: Callable[..., None]) -> list[dict]:
-    from maps import export_writers as writers
-
-    formats, parameters = set(export.formats), {}
-    if "maps_lab_hdf5" in formats:
-        collisions = lab_key_collisions(map_queryset(export, rounds).values_list("image__name", flat=True))
-        if collisions:
-            clash = "; ".join(" and ".join(repr(name) for name in names) for names in collisions.values())
-            raise ValueError(
-                f"maps_lab.h5 names maps with '/' written as '_', so these images would share a key: {clash}"
-            )
-    with contextlib.ExitStack() as stack:
-        index = stack.enter_context(contextlib.closing(writers.MapsIndexWriter(directory / MAPS_INDEX)))
-        npz = hdf5 = overlays = raw_npz = lab = None
-        if "maps_npz" in formats:
-            npz = stack.enter_context(contextlib.closing(writers.MapsNpzWriter(directory / FILE_NAMES["maps_npz"])))
-        if "maps_raw_npz" in formats:
-            raw_npz = writers.MapsNpzWriter(directory / FILE_NAMES["maps_raw_npz"])
-            stack.enter_context(contextlib.closing(raw_npz))
-        if "maps_hdf5" in formats:
-            attrs = {"experiment": export.experiment.slug, "export": export.pk}
-            hdf5 = writers.MapsHdf5Writer(directory / FILE_NAMES["maps_hdf5"], attrs=attrs)
-            stack.enter_context(contextlib.closing(hdf5))
-        if "maps_lab_hdf5" in formats:
-            attrs = {"experiment": export.experiment.slug, "export": export.pk}
-            lab = writers.LabMapsHdf5Writer(directory / FILE_NAMES["maps_lab_hdf5"], attrs=attrs)
-            stack.enter_context(contextlib.closing(lab))
-        if "overlays_png" in formats:
-            overlays = writers.OverlaysZipWriter(directory / FILE_NAMES["overlays_png"])
-            stack.enter_context(contextlib.closing(overlays))
-        for page in _pages(map_queryset(export, rounds).select_related("image__category"), MAP_CHUNK):
-            for click_map in page:
-                facts = {
-                    "key": writers.map_key(click_map.image.name), "image": click_map.image.name,
-                    "class": click_map.image.category.name, "participants": click_map.participant_count,
-                    "rounds": click_map.round_count, "clicks": click_map.click_count,
-                    "split_half_spearman": click_map.split_half_spearman,
-                }  # fmt: skip
-                index.add(facts)
-                if npz is not None or hdf5 is not None:
-                    array = heatmap_array(click_map)
-                    if npz is not None:
-                        npz.add(facts["key"], array)
-                    if hdf5 is not None:
-                        attrs = {"name": facts["image"]} | {name: facts[name] for name in writers.HDF5_ATTRS}
-                        hdf5.add(facts["key"], array, attrs=attrs)
-                if raw_npz is not None or lab is not None:
-                    raw = raw_map_array(click_map)
-                    if raw_npz is not None:
-                        raw_npz.add(facts["key"], raw)
-                    if lab is not None:
-                        lab.add(facts["image"], raw, facts)
-                if overlays is not None:
-                    overlays.add(facts["key"], overlay_png(click_map))
-                parameters.setdefault(json.dumps(click_map.parameters, sort_keys=True), click_map.parameters)
-            tick(len(page), maps=len(page))
-    return list(parameters.values())
 
 
 def map_queryset(export: Export, rounds: QuerySet[Round]) -> QuerySet[ClickMap]:
@@ -316,20 +276,71 @@ def map_queryset(export: Export, rounds: QuerySet[Round]) -> QuerySet[ClickMap]:
     return maps.exclude(heatmap="")
 
 
+def _round_pages(rounds: QuerySet[Round]) -> Iterator[RoundsPage]:
+    """The "rounds" pass: pages of rounds by id, each with its bubbles ordered by (round, seq).
+
+    Whether a round counts is asked of Round.objects.counting() once per page (one indexed query
+    for a thousand ids), not re-derived here from the round's fields.
+    """
+    for page in _pages(rounds, ROUND_CHUNK, *ROUND_FIELDS):
+        ids = [row[0] for row in page]
+        valid = set(Round.objects.counting().filter(pk__in=ids).values_list("pk", flat=True))
+        clicks = Click.objects.filter(round_id__in=ids).order_by("round_id", "seq")
+        columns = list(zip(*clicks.values_list("round_id", "seq", "x", "y", "t_ms"), strict=True))
+        yield RoundsPage([RoundRow(*row, valid=row[0] in valid) for row in page], Clicks(*columns))
+
+
+def _lab_round_pages(rounds: QuerySet[Round]) -> Iterator[LabRoundsPage]:
+    """The "lab_rounds" pass: rounds in submission order, so the lab's keep-first de-duplication keeps each
+    participant's first submission of an image, as the "lab" selection recipe does."""
+    for page in _submission_pages(rounds, ROUND_CHUNK, "image__name", "participant__username"):
+        points: dict[int, list[tuple[int, int]]] = {row[1]: [] for row in page}
+        clicks = Click.objects.filter(round_id__in=list(points)).order_by("round_id", "seq")
+        for round_id, x, y in clicks.values_list("round_id", "x", "y"):
+            points[round_id].append((x, y))
+        yield LabRoundsPage([LabRound(image, points[pk], participant) for _, pk, image, participant in page])
+
+
+def _map_item(writers: ModuleType, click_map: ClickMap) -> Any:
+    """One published map for the "maps" writers: its facts, and its arrays and overlay read on first use."""
+    facts = {
+        "key": writers.map_key(click_map.image.name), "image": click_map.image.name,
+        "class": click_map.image.category.name, "participants": click_map.participant_count,
+        "rounds": click_map.round_count, "clicks": click_map.click_count,
+        "split_half_spearman": click_map.split_half_spearman,
+    }  # fmt: skip
+    return writers.MapItem(
+        facts,
+        heatmap=functools.partial(heatmap_array, click_map),
+        raw=functools.partial(raw_map_array, click_map),
+        overlay=functools.partial(overlay_png, click_map),
+    )
+
+
+def _check_lab_keys(export: Export, rounds: QuerySet[Round]) -> None:
+    collisions = lab_key_collisions(map_queryset(export, rounds).values_list("image__name", flat=True))
+    if collisions:
+        clash = "; ".join(" and ".join(repr(name) for name in names) for names in collisions.values())
+        raise ValueError(f"maps_lab.h5 names maps with '/' written as '_', so these images would share a key: {clash}")
+
+
 def write_dataset(
     *, export: Export, directory: Path, window: Window, on_progress: ProgressCallback | None = None
 ) -> tuple[list[dict], dict[str, int], list[dict]]:
-    """Write the export's data files into `directory`; return their digests, the counts and the map parameters."""
-    from maps import export_writers as writers
+    """Write the export's data files into `directory`; return their digests, the counts and the map parameters.
+
+    One pass over the data per source its formats need (rounds by id, rounds in submission order,
+    maps), each feeding every writer of that source item by item.
+    """
+    from maps import export_writers as writers  # pyarrow and h5py load only where exports are written
 
     rounds = select_rounds(export=export, window=window)
     counts = selection_counts(rounds)
-    formats = set(export.formats)
-    wants_maps = bool(formats & MAP_FORMATS)
-    table_formats = formats & (CLICK_FORMATS - {"clicks_lab_csv"})  # written together in one pass over rounds
-    click_passes = int(bool(table_formats)) + int("clicks_lab_csv" in formats)
-    total = counts["rounds"] * click_passes + (map_queryset(export, rounds).count() if wants_maps else 0)
-    done, written = 0, {"rounds": 0, "clicks": 0, "maps": 0}
+    chosen = [fmt for fmt in EXPORT_FORMATS if fmt.name in set(export.formats)]
+    sources = {fmt.source for fmt in chosen}
+    maps = map_queryset(export, rounds)
+    total = counts["rounds"] * len(sources - {"maps"}) + (maps.count() if "maps" in sources else 0)
+    done, written, parameters = 0, {"rounds": 0, "clicks": 0, "maps": 0}, {}
 
     def tick(units: int, **kinds: int) -> None:
         nonlocal done
@@ -339,38 +350,50 @@ def write_dataset(
         if on_progress is not None:
             on_progress(done, total, written)
 
-    parameters = []
-    if table_formats:
-        _write_clicks(export, rounds, directory, tick)
-    if "clicks_lab_csv" in formats:
-        _write_lab_clicks(export, rounds, directory, tick)
-    if wants_maps:
-        parameters = _write_maps(export, rounds, directory, tick)
+    if "maps_lab_hdf5" in export.formats:
+        _check_lab_keys(export, rounds)
+    context = writers.WriteContext(
+        attrs={"experiment": export.experiment.slug, "export": export.pk},
+        coco_info={"description": f"ClickMe points of {export.experiment.slug}", "export": export.pk},
+        coco_header=functools.partial(_coco_header, rounds),
+    )
+    for source in ("rounds", "lab_rounds", "maps"):
+        if source not in sources:
+            continue
+        with contextlib.ExitStack() as stack:
+            opened = [(MAPS_INDEX, "MapsIndexWriter")] if source == "maps" else []
+            opened += [(fmt.file, fmt.writer) for fmt in chosen if fmt.source == source]
+            outputs = [
+                stack.enter_context(contextlib.closing(getattr(writers, cls)(directory / name, context)))
+                for name, cls in opened
+            ]
+            if source == "rounds":
+                for page in _round_pages(rounds):
+                    for output in outputs:
+                        output.write(page)
+                    tick(len(page.rounds), rounds=len(page.rounds), clicks=len(page.clicks))
+            elif source == "lab_rounds":
+                for page in _lab_round_pages(rounds):
+                    for output in outputs:
+                        output.write(page)
+                    tick(len(page.rounds))
+            else:
+                for page in _pages(maps.select_related("image__category"), MAP_CHUNK):
+                    for click_map in page:
+                        item = _map_item(writers, click_map)
+                        for output in outputs:
+                            output.write(item)
+                        parameters.setdefault(json.dumps(click_map.parameters, sort_keys=True), click_map.parameters)
+                    tick(len(page), maps=len(page))
     counts.update(clicks=written["clicks"], maps=written["maps"])
-    names = [FILE_NAMES[name] for name in FILE_NAMES if name in formats] + ([MAPS_INDEX] if wants_maps else [])
-    return [writers.file_digest(directory / name) for name in names], counts, parameters
+    names = [fmt.file for fmt in chosen] + ([MAPS_INDEX] if "maps" in sources else [])
+    return [writers.file_digest(directory / name) for name in names], counts, list(parameters.values())
 
 
 def dataset_version(export: Export, files: list[dict]) -> str:
     """`<experiment>-<export id>-<digest>`: the digest covers every data file, so equal data gives equal digests."""
     digest = hashlib.sha256("".join(f"{entry['name']}:{entry['sha256']}\n" for entry in files).encode())
     return f"{export.experiment.slug}-{export.pk}-{digest.hexdigest()[:12]}"
-
-
-FORMAT_DOCS = {
-    "maps_hdf5": "clickmaps/<key>/clickmap, float32 256x256 min-max scaled to [0, 1], attributes class, participants, "
-    "name; keys escape '/' as %2F (maps_index.csv says which image each key is)",
-    "maps_npz": "one float32 256x256 array per key, min-max scaled to [0, 1]; maps_index.csv says which image each "
-    "key is",
-    "maps_raw_npz": "the same keys as maps.npz, each map unscaled: the blurred mean of its participants' bubble counts "
-    "(what serre-lab's scripts save and threshold)",
-    "maps_lab_hdf5": "serre-lab's prepare_clickmaps layout: clickmaps/<image name with '/' as '_'>/clickmap, the "
-    "unscaled map as float32 (1, 256, 256), with attributes original_path, shape, name, class; click_counts/<key> "
-    "the trials in each map; metadata attributes as the lab writes them",
-    "clicks_lab_csv": "image_path, clicks, user_id: one row per round in submission order, clicks written "
-    "[(x, y), (x, y)] as serre-lab's current parser reads them; their duplicate filter (keep the first) then "
-    "their short-trial filter give the rounds of the 'lab' selection recipe",
-}
 
 
 def _selection_image_ids(export: Export) -> QuerySet:
@@ -404,9 +427,9 @@ def manifest_maps(export: Export) -> dict[str, Any]:
         "source": "the stored map of each image that has rounds in this selection, built from valid rounds only",
         "selection_recipe": params.selection_recipe,
         "selection": SELECTIONS[params.selection_recipe],
-        "hdf5": FORMAT_DOCS["maps_hdf5"],
-        "npz": FORMAT_DOCS["maps_npz"],
-        "files": {FILE_NAMES[name]: FORMAT_DOCS[name] for name in FORMAT_DOCS if name in formats},
+        "hdf5": FORMATS_BY_NAME["maps_hdf5"].doc,
+        "npz": FORMATS_BY_NAME["maps_npz"].doc,
+        "files": {fmt.file: fmt.doc for fmt in EXPORT_FORMATS if fmt.doc and fmt.name in formats},
         "missing": [
             {
                 "image": row["image"],

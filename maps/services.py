@@ -25,7 +25,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from tqdm import tqdm
 
-from clickme_site.celery import app as celery_app
+from clickme_site.tasks_enqueue import enqueue
 from games.consensus import ConsensusMap
 from games.imaging import png_bytes
 from games.models import Click, Experiment, Image, Round
@@ -220,16 +220,13 @@ def rebuild_maps(
 
 
 def enqueue_map_build(*, experiment_id: int, image_id: int) -> None:
-    """Ask a worker to rebuild an image's map; any failure is logged, never raised.
+    """Ask a worker to rebuild an image's map; never raises (clickme_site/tasks_enqueue.py).
 
-    The map is derived data that `rebuild_maps` can always recreate, so neither a broker
-    outage nor an in-process (eager) build error may undo or fail the change that caused it.
+    The map is derived data that `rebuild_maps` and the map sweep can always recreate, so a
+    broker outage is only logged: it may not undo or fail the change that caused the rebuild.
     """
-    try:
-        # By its registered name: maps.tasks imports this module (docs/architecture.md, "Imports").
-        celery_app.tasks[BUILD_TASK].delay(experiment_id, image_id)
-    except Exception:  # see the docstring: nothing here may break the caller
-        logger.exception("could not rebuild the map of image %s in experiment %s", image_id, experiment_id)
+    purpose = f"rebuild the map of image {image_id} in experiment {experiment_id}"
+    enqueue(BUILD_TASK, experiment_id, image_id, purpose=purpose, log=logger)
 
 
 def _load_npy(field: FieldFile) -> np.ndarray:

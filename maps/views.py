@@ -32,22 +32,11 @@ from games.services.studies import (
     set_status,
 )
 from maps import dashboard
-from maps.export_jobs import DATA_FORMATS
 from maps.export_limits import quota_usage
+from maps.exports import EXPORT_FORMATS
 from maps.forms import ImageSetUploadForm, StatusForm, StudyForm
 from maps.permissions import changeable_experiment, own_image_sets, visible_experiment, visible_experiments
 
-FORMAT_LABELS = {
-    "clicks_csv": "Clicks (CSV)",
-    "clicks_parquet": "Clicks (Parquet)",
-    "points_coco": "Points (COCO JSON)",
-    "maps_npz": "Maps (NumPy .npz)",
-    "maps_hdf5": "Maps (HDF5, scaled to [0, 1])",
-    "overlays_png": "Overlays (PNG zip)",
-    "maps_raw_npz": "Unscaled maps (NumPy .npz)",
-    "maps_lab_hdf5": "Maps for serre-lab's scripts (HDF5, unscaled)",
-    "clicks_lab_csv": "Clicks for serre-lab's scripts (CSV)",
-}
 GALLERY_PAGE = 24  # tiles per gallery page: a few screens of 256 px images
 RECENT_EXPORTS = 10
 
@@ -100,7 +89,7 @@ def _detail_context(request: HttpRequest, experiment: Experiment, problems: list
         "reliability": dashboard.reliability_summary(experiment),
         "gallery": Paginator(dashboard.gallery_images(experiment), GALLERY_PAGE).get_page(request.GET.get("page")),
         "exports": experiment.exports.select_related("created_by")[:RECENT_EXPORTS],
-        "formats": [(name, FORMAT_LABELS.get(name, name), name not in dashboard.LAB_FORMATS) for name in DATA_FORMATS],
+        "formats": [(fmt.name, fmt.label, not fmt.lab) for fmt in EXPORT_FORMATS],
         "quota": quota_usage(request.user),
         "retention_days": settings.EXPORT_RETENTION_DAYS,
         "config": {"exports_url": reverse("maps:api-exports", args=[slug]), "poll_ms": 1000},

@@ -1,4 +1,9 @@
-"""Dynamic batching: infer requests from many clients are merged and run off the event loop."""
+"""Dynamic batching: jobs from many clients are merged and run off the event loop by a given batch function.
+
+Generic: the batcher knows jobs only as BatchJob (a size, a priority, a future) and is given the
+function that runs a batch in a worker thread, and the key that says which jobs may share a call.
+The partner's batch function is inference.run_jobs (serve.py wires them together).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,11 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
-import torch
-
-from model_server.registry import LoadedModel
-from model_server.reveal import CROP_SIZE, reveal_batch, thread_buffer
 from model_server.statistics import VersionStats
 
 logger = logging.getLogger(__name__)
@@ -29,109 +31,25 @@ def _new_future() -> asyncio.Future:
     return asyncio.get_running_loop().create_future()
 
 
-# The event loop only handles plain Python objects: every torch call happens in the worker threads.
-# A torch call on the loop thread can give up the GIL and then wait for it behind the workers'
-# Python code (measured: torch.tensor on 60 ints took 140 us there under load).
+# The event loop only handles plain Python objects: every torch call happens in the worker threads,
+# inside the batch function. A torch call on the loop thread can give up the GIL and then wait for
+# it behind the workers' Python code (measured: torch.tensor on 60 ints took 140 us there under load).
 
 
-@dataclass
-class Job:
-    """One infer request's items, validated, waiting for a batch."""
+@dataclass(kw_only=True)
+class BatchJob:
+    """What the batcher needs of a job; a job type adds its own fields and `__len__` (its items)."""
 
-    loaded: LoadedModel
-    images: list[torch.Tensor]  # canvases (3, 256, 256) uint8, usually straight from the image cache
-    bubbles: list[list[int]]  # per item, flat x0, y0, x1, y1, ... in 0..255 (padding already dropped)
-    seeds: list[int]
-    bubble_size: int
-    top_k: int
-    attention: bool
-    priority: int = 0  # 0 first (protocol.PRIORITIES)
+    priority: int = 0  # 0 first (wire.PRIORITIES)
     future: asyncio.Future = field(default_factory=_new_future)
     queued_ns: int = field(default_factory=time.perf_counter_ns)  # for the queue time in the statistics
     stats: VersionStats | None = None  # its model version's statistics (serve.py), None: not counted
 
     def __len__(self) -> int:
-        return len(self.images)
+        raise NotImplementedError
 
 
-@dataclass
-class Prediction:
-    """One request's top-k guesses as plain lists, ready for JSON."""
-
-    indices: list[list[int]]  # (B, k)
-    probabilities: list[list[float]]  # (B, k)
-    attention: list[tuple[list[int], list[float]]]  # per GALA block: shape (B, 1, H, W), flat data
-
-
-def input_buffer(batch: int, device: torch.device) -> torch.Tensor:
-    """This worker thread's (batch, 3, 224, 224) channels-last uint8 buffer for the network's input.
-
-    8-bit pixels, which the network normalises in its first op: a float input would cost a pass
-    that only divides by 255. Reused from batch to batch (reveal.thread_buffer): a worker runs one
-    batch at a time, and the forward pass has finished with its input when infer returns.
-    """
-    shape = (batch, 3, CROP_SIZE, CROP_SIZE)
-    return thread_buffer("input", shape, torch.uint8, device, channels_last=True)
-
-
-def infer(
-    loaded: LoadedModel,
-    images: torch.Tensor,
-    bubbles: torch.Tensor,
-    seeds: Sequence[int],
-    *,
-    bubble_size: int,
-    top_k: int,
-    attention: bool,
-) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """Render what the partner sees and return top-k (indices, probabilities) and attention maps.
-
-    Blocking: runs in a worker thread. images (B, 3, 256, 256) uint8, bubbles (B, N, 2) padded
-    with -1; returns (B, k) int64, (B, k) float32 and per GALA block (B, 1, H, W), all on the CPU.
-    """
-    device = loaded.device
-    on_gpu = device.type == "cuda"
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-        images = images.to(device, non_blocking=True)
-        # Rendered straight into the model's layout (registry.load_model), in this thread's buffer.
-        seen = reveal_batch(images, bubbles, None, seeds, size=bubble_size, out=input_buffer(len(seeds), device))
-        if attention:
-            logits, maps = loaded.model.forward_with_attention(seen)
-        else:
-            logits, maps = loaded.model(seen), []
-        top = logits.float().softmax(dim=1).topk(min(top_k, logits.shape[1]), dim=1)
-        return top.indices.cpu(), top.values.cpu(), [gate.float().cpu() for gate in maps]
-
-
-def run_jobs(jobs: Sequence[Job]) -> list[Prediction]:
-    """Merge jobs that share a model version and bubble size into one batch; split the answers."""
-    rows = [row for job in jobs for row in job.bubbles]
-    width = max(2, *(len(row) for row in rows))
-    bubbles = torch.tensor([row + [-1] * (width - len(row)) for row in rows], dtype=torch.int32)
-    indices, probabilities, maps = infer(
-        jobs[0].loaded,
-        # Cached canvases are (3, H, W) views of (H, W, 3) pixels: stacked as they lie, no transpose.
-        torch.stack([image.permute(1, 2, 0) for job in jobs for image in job.images]).permute(0, 3, 1, 2),
-        bubbles.view(len(rows), -1, 2),  # (B, N, 2)
-        [seed for job in jobs for seed in job.seeds],
-        bubble_size=jobs[0].bubble_size,
-        top_k=max(job.top_k for job in jobs),
-        attention=any(job.attention for job in jobs),
-    )
-    predictions, start = [], 0
-    for job in jobs:
-        stop = start + len(job)
-        predictions.append(
-            Prediction(
-                indices[start:stop, : job.top_k].tolist(),
-                probabilities[start:stop, : job.top_k].tolist(),
-                [(list(gate[start:stop].shape), gate[start:stop].flatten().tolist()) for gate in maps]
-                if job.attention
-                else [],
-            )
-        )
-        start = stop
-    return predictions
+BatchFunction = Callable[[Sequence[Any]], list[Any]]  # jobs -> one result per job, in a worker thread
 
 
 class DynamicBatcher:
@@ -145,13 +63,16 @@ class DynamicBatcher:
     def __init__(
         self,
         executor: Executor,
+        run_batch: BatchFunction,
         *,
+        group_key: Callable[[Any], Hashable] = lambda job: None,
         max_batch_size: int,
         max_delay_ms: float,
         max_queue: int,
         workers: int,
     ) -> None:
         self.executor = executor
+        self.run_batch, self.group_key = run_batch, group_key
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay_ms / 1000
         self.max_queue = max_queue
@@ -160,7 +81,7 @@ class DynamicBatcher:
         self.batches = 0
         self.batched_items = 0
         # (priority, arrival, job): the most urgent first, first come first served within a priority.
-        self._queue: asyncio.PriorityQueue[tuple[int, int, Job]] = asyncio.PriorityQueue()
+        self._queue: asyncio.PriorityQueue[tuple[int, int, BatchJob]] = asyncio.PriorityQueue()
         self._arrivals = itertools.count()
         self._tasks: list[asyncio.Task] = []
 
@@ -179,7 +100,7 @@ class DynamicBatcher:
             *_, job = self._queue.get_nowait()
             job.future.set_exception(Overloaded("the server is shutting down"))
 
-    async def submit(self, job: Job) -> Prediction:
+    async def submit(self, job: BatchJob) -> Any:
         """Queue a job and await its prediction; raise Overloaded at once when the queue is full."""
         if self.queued_items + len(job) > self.max_queue:
             raise Overloaded(f"server overloaded: {self.queued_items} items already queued")
@@ -193,7 +114,7 @@ class DynamicBatcher:
 
     async def _work(self) -> None:
         """Collect batches and run them, forever."""
-        carry: Job | None = None
+        carry: BatchJob | None = None
         while True:
             batch = [carry if carry is not None else (await self._queue.get())[-1]]
             carry = await self._fill(batch)
@@ -201,7 +122,7 @@ class DynamicBatcher:
                 self.queued_items -= len(job)
             await self._run(batch)
 
-    async def _fill(self, batch: list[Job]) -> Job | None:
+    async def _fill(self, batch: list[BatchJob]) -> BatchJob | None:
         """Add queued jobs to the batch until it is full or the delay ran out; return overflow."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_delay
@@ -226,11 +147,11 @@ class DynamicBatcher:
             size += len(job)
         return None
 
-    async def _run(self, batch: list[Job]) -> None:
-        """Run a batch in the executor, one merged call per (model version, bubble size)."""
-        groups: dict[tuple[int, int], list[Job]] = {}
+    async def _run(self, batch: list[BatchJob]) -> None:
+        """Run a batch in the executor, one call of the batch function per group_key."""
+        groups: dict[Hashable, list[BatchJob]] = {}
         for job in batch:
-            groups.setdefault((id(job.loaded), job.bubble_size), []).append(job)
+            groups.setdefault(self.group_key(job), []).append(job)
         loop = asyncio.get_running_loop()
         for jobs in groups.values():
             live = [job for job in jobs if not job.future.done()]  # skip clients that went away
@@ -240,7 +161,7 @@ class DynamicBatcher:
             self.batched_items += sum(len(job) for job in live)
             started = time.perf_counter_ns()
             try:
-                predictions = await loop.run_in_executor(self.executor, run_jobs, live)
+                predictions = await loop.run_in_executor(self.executor, self.run_batch, live)
             except Exception as error:  # any failure is reported to each waiting request (500)
                 logger.exception("batch of %d jobs failed", len(live))
                 for job in live:
@@ -252,7 +173,7 @@ class DynamicBatcher:
                 if not job.future.done():
                     job.future.set_result(prediction)
 
-    def _count(self, jobs: list[Job], started: int, finished: int) -> None:
+    def _count(self, jobs: list[BatchJob], started: int, finished: int) -> None:
         """Add one batch's queue and compute times to its model version's statistics (jobs share the version)."""
         stats = jobs[0].stats
         if stats is None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from model_server.wire import ATTENTION_PREFIX, INTERACTIVE, infer_request
+
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({502, 503, 504})  # overloaded, or a proxy in front lost the server
@@ -57,33 +59,20 @@ class Guess:
 
 
 def infer_body(
-    items: list[GuessItem], *, top_k: int, bubble_size: int, attention: bool, priority: str = "interactive"
+    items: list[GuessItem], *, top_k: int, bubble_size: int, attention: bool, priority: str = INTERACTIVE
 ) -> dict:
-    """Build the OIP infer request for items, padding bubble lists with (-1, -1)."""
-    longest = max((len(item.bubbles) for item in items), default=0)
-    bubbles: list[int] = []
-    for item in items:
-        for x, y in item.bubbles:
-            bubbles += (int(x), int(y))
-        bubbles += [-1, -1] * (longest - len(item.bubbles))
-    batch = len(items)
-    return {
-        "inputs": [
-            {"name": "image_key", "datatype": "BYTES", "shape": [batch],
-             "data": [item.image_key for item in items]},
-            {"name": "bubbles", "datatype": "INT32", "shape": [batch, longest, 2], "data": bubbles},
-            {"name": "noise_seed", "datatype": "INT64", "shape": [batch],
-             "data": [int(item.seed) for item in items]},
-        ],
-        "parameters": {"top_k": top_k, "bubble_size": bubble_size, "attention": attention, "priority": priority},
-    }  # fmt: skip
+    """Build the OIP infer request for items (wire.infer_request), padding bubble lists with (-1, -1)."""
+    return infer_request(
+        [item.image_key for item in items], [item.bubbles for item in items], [item.seed for item in items],
+        top_k=top_k, bubble_size=bubble_size, attention=attention, priority=priority,
+    )  # fmt: skip
 
 
 def parse_guesses(response: dict) -> list[Guess]:
     """Split an OIP infer response into one Guess per item."""
     outputs = {output["name"]: output for output in response["outputs"]}
     batch, k = outputs["indices"]["shape"]
-    maps = [outputs[name] for name in sorted(outputs) if name.startswith("attention_")]
+    maps = [outputs[name] for name in sorted(outputs) if name.startswith(ATTENTION_PREFIX)]
     guesses = []
     for row in range(batch):
         rows = slice(row * k, (row + 1) * k)

@@ -43,6 +43,8 @@ CLASSES: tuple[str, ...] = (
 # Object area as a fraction of the image, inside the 5-25 % the game is designed for: a 21 px
 # bubble then uncovers 1-3 % of the object, so a few dozen bubbles are needed to recognise it.
 MIN_AREA, MAX_AREA = 0.06, 0.22
+# The partner model the demo set is played with: seed_demo registers it, `make run` serves it.
+DEMO_PARTNER = "demo-gala"
 SPLITS = {"train": 0, "test": 1}
 # Background cues (docs/training.md, "The shortcut demonstration"): none, the image's own class's,
 # or a wrong class's ("cue-conflict" test images). "class"/"conflict" colour the whole background

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from model_server import __version__
-from model_server.protocol import INPUTS, PRIORITIES, TensorSpec, output_specs
+from model_server.protocol import output_specs
 from model_server.registry import LoadedModel, ModelRegistry
 from model_server.reveal import BUBBLE_SIZE
+from model_server.wire import INPUTS, PRIORITIES, TensorSpec
 
 if TYPE_CHECKING:  # serve.py imports this module; the settings type is only for annotations
     from model_server.serve import ServerSettings

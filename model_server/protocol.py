@@ -4,6 +4,7 @@ Preprocess (`parse_infer`: JSON or binary tensors to validated Python lists, eve
 it; `canvases` for pixels sent inline) and postprocess (`infer_response`: a Prediction to the requested output
 tensors, JSON or binary), kept apart from the HTTP layer in `serve.py`. Only `canvases` touches torch: it runs
 in a worker thread, the rest on the event loop (see batching.py for why the loop stays free of torch calls).
+The tensors' names and types are the wire contract, wire.py.
 """
 
 from __future__ import annotations
@@ -15,54 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from model_server.batching import Prediction
 from model_server.binary_data import decode_tensor, encode_tensor
+from model_server.inference import Prediction
 from model_server.registry import BadRequest, LoadedModel, ModelRegistry, NotFound
 from model_server.reveal import BUBBLE_SIZE, IMAGE_SIZE
+from model_server.wire import ATTENTION_PREFIX, DEFAULT_OUTPUTS, INPUTS, OUTPUTS, PRIORITIES, TensorSpec
 
 if TYPE_CHECKING:  # serve.py imports this module; the settings type is only for annotations
     from model_server.serve import ServerSettings
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output as the metadata declares it; -1 in a shape means any size."""
-
-    datatype: str
-    shape: list[int]
-    description: str
-    optional: bool = False
-
-
-ONE_IMAGE = "Send exactly one of 'image_key' and 'image'."
-INPUTS = {
-    "image_key": TensorSpec(
-        "BYTES",
-        [-1],
-        f"Path of each image under the server's --image-root (decoded once, then cached). {ONE_IMAGE}",
-        optional=True,
-    ),
-    "image": TensorSpec(
-        "UINT8",
-        [-1, IMAGE_SIZE, IMAGE_SIZE, 3],
-        f"The 256x256 RGB canvas of each image, row-major. {ONE_IMAGE}",
-        optional=True,
-    ),
-    "bubbles": TensorSpec("INT32", [-1, -1, 2], "Bubble centres (x, y) in 0..255, each item padded with (-1, -1)."),
-    "noise_seed": TensorSpec("INT64", [-1], "Seed of each item's hidden-pixel noise, 0..2**63-1."),
-}
-OUTPUTS = {
-    "classes": TensorSpec("BYTES", [-1, -1], "The top-k class names of each item, most probable first."),
-    "indices": TensorSpec("INT64", [-1, -1], "Their class indices."),
-    "probabilities": TensorSpec("FP32", [-1, -1], "Their probabilities."),
-}
-DEFAULT_OUTPUTS = tuple(OUTPUTS)  # what a request that names no outputs gets (and attention with attention=true)
-
-
 def output_specs(loaded: LoadedModel) -> dict[str, TensorSpec]:
     """Return the outputs a model version can answer: the top-k tensors, then one map per GALA block."""
     maps = {
-        f"attention_{number}": TensorSpec(
+        f"{ATTENTION_PREFIX}{number}": TensorSpec(
             "FP32", [-1, 1, height, width], f"Attention map mean_c(A^2) of GALA block {number}, {height}x{width}."
         )
         for number, (height, width) in enumerate(loaded.attention_shapes)
@@ -91,11 +58,6 @@ class ParsedInfer:
     attention: bool
     priority: str = "interactive"
     outputs: tuple[RequestedOutput, ...] = tuple(RequestedOutput(name, False) for name in DEFAULT_OUTPUTS)
-
-
-# Waiting requests are batched in this order: a participant waiting on a live guess comes before
-# the authoritative re-scoring of finished rounds, which nobody watches.
-PRIORITIES = ("interactive", "bulk")
 
 
 def flatten(name: str, data: list, rank: int) -> list:
@@ -261,7 +223,7 @@ def parse_infer(
         seeds=seeds,
         top_k=_parameter(params, "top_k", int, min(5, num_classes), 1, num_classes),
         bubble_size=_parameter(params, "bubble_size", int, BUBBLE_SIZE, 1, IMAGE_SIZE),
-        attention=any(output.name.startswith("attention_") for output in outputs),
+        attention=any(output.name.startswith(ATTENTION_PREFIX) for output in outputs),
         priority=_priority(params),
         outputs=outputs,
     )
@@ -283,7 +245,7 @@ def _requested_outputs(body: dict, params: dict, loaded: LoadedModel, attention:
     available = output_specs(loaded)
     listed = body.get("outputs")
     if listed is None:
-        names = [*DEFAULT_OUTPUTS, *(name for name in available if attention and name.startswith("attention_"))]
+        names = [*DEFAULT_OUTPUTS, *(name for name in available if attention and name.startswith(ATTENTION_PREFIX))]
         return tuple(RequestedOutput(name, binary) for name in names)
     if not isinstance(listed, list) or not all(isinstance(item, dict) for item in listed):
         raise BadRequest("'outputs' must be a list of objects with a 'name'")
@@ -314,7 +276,7 @@ def infer_response(
         "probabilities": (shape, lambda: [value for row in prediction.probabilities for value in row]),
     }
     for number, (map_shape, data) in enumerate(prediction.attention):
-        tensors[f"attention_{number}"] = (map_shape, lambda data=data: data)
+        tensors[f"{ATTENTION_PREFIX}{number}"] = (map_shape, lambda data=data: data)
     specs = output_specs(loaded)
     answered, binary = [], []
     for output in outputs:

@@ -3,7 +3,7 @@
 A request names images by key (decoded once, then served from an LRU cache) or sends pixels, plus
 each item's bubbles and noise seed; the server renders what the partner sees (`reveal.py`) and
 answers the top-k classes. Requests are parsed on the event loop (preprocess), merged into
-batches that run in a thread pool (`batching.infer`) and turned back into tensors (postprocess).
+batches that run in a thread pool (`inference.infer`) and turned back into tensors (postprocess).
 Tensors travel as JSON or as the protocol's binary tensor data (`binary_data.py`); the endpoints are
 the protocol's required ones plus the extensions standard clients call (docs/model-server.md).
 """
@@ -25,10 +25,13 @@ import torch
 from aiohttp import web
 
 from model_server import metadata, protocol
-from model_server.batching import DynamicBatcher, Job, Overloaded
+from model_server.batching import DynamicBatcher, Overloaded
 from model_server.binary_data import HEADER, pack_response, parse_json, split_body
+from model_server.cli import add_arguments, from_arguments
+from model_server.inference import Job, batch_key, run_jobs
 from model_server.registry import BadRequest, ImageCache, LoadedModel, ModelRegistry, NotFound, load_model
 from model_server.statistics import Statistics, VersionStats
+from model_server.wire import PRIORITIES
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +157,7 @@ async def _infer(
         bubble_size=parsed.bubble_size,
         top_k=parsed.top_k,
         attention=parsed.attention,
-        priority=protocol.PRIORITIES.index(parsed.priority),
+        priority=PRIORITIES.index(parsed.priority),
         stats=stats,
     )
     stats.add("compute_input", time.perf_counter_ns() - started)
@@ -301,6 +304,8 @@ def create_app(settings: ServerSettings) -> web.Application:
     )
     batcher = DynamicBatcher(
         executor,
+        run_jobs,
+        group_key=batch_key,
         max_batch_size=settings.max_batch_size,
         max_delay_ms=settings.max_delay_ms,
         max_queue=settings.max_queue,
@@ -359,11 +364,7 @@ async def _stop(app: web.Application) -> None:
 def parse_args(argv: list[str] | None = None) -> ServerSettings:
     """Read settings from flags, each defaulting to MODEL_SERVER_<FLAG> in the environment."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, value in vars(ServerSettings()).items():
-        kind = Path if name in ("checkpoint", "image_root") else type(value)
-        env = os.environ.get(f"MODEL_SERVER_{name.upper()}")  # argparse converts it with kind
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=kind, default=env if env is not None else value)
+    add_arguments(parser, ServerSettings, env_prefix="MODEL_SERVER_")
     args = parser.parse_args(argv)
     if args.checkpoint is None:
         parser.error("--checkpoint (or MODEL_SERVER_CHECKPOINT) is required")
@@ -374,7 +375,7 @@ def parse_args(argv: list[str] | None = None) -> ServerSettings:
         parser.error(
             f"--host {args.host} is reachable from other machines: set --admin-token (MODEL_SERVER_ADMIN_TOKEN)"
         )
-    return ServerSettings(**vars(args))
+    return from_arguments(ServerSettings, args)
 
 
 def is_loopback(host: str) -> bool:

@@ -1,7 +1,8 @@
 """The dependency rules, read from the source (docs/architecture.md, "Imports").
 
 maps depends on games and never the reverse; model_server depends on neither, nor on Django;
-and an import inside a function body is never there to dodge an import cycle. Parsed with ast,
+the product never imports the tools (bench/, devtools/); and an import inside a function body is
+never there to dodge an import cycle. Parsed with ast,
 so an import anywhere in a file counts: at the top, inside a function, or under TYPE_CHECKING.
 """
 
@@ -18,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # games' own tests include whole-site tests (moderation seen in maps and exports, the researcher
 # API's input rules) that import maps to look at the result; the rule is about the product code.
 PRODUCT = ("tests", "migrations")
+# The tools (benchmarks, load, simulated players, cheats) are used by tests and by management
+# commands, which are thin wrappers around them; the code the site and the model server run is not.
+TOOLS = ("bench", "devtools")
+NOT_PRODUCT = ("tests", "migrations", "management")
 
 # Every import still inside a function body in games/ and maps/, and why it is there. A new one
 # must be added here with its reason, so a deferred import never again hides a cycle.
@@ -27,8 +32,6 @@ DEFERRED_IMPORTS = {
     ("maps/apps.py", "games.consensus"): "AppConfig.ready(): registers maps as games' consensus provider",
     ("maps/apps.py", "maps"): "AppConfig.ready(): tasks register with Celery, receivers connect to games.signals",
     ("maps/apps.py", "maps.services"): "AppConfig.ready(): the consensus provider, once every model is loaded",
-    ("maps/bench_maps.py", "model_server"): "a benchmark's demo data, loaded only when it runs",
-    ("maps/bench_maps.py", "games.simulation"): "a benchmark's simulated players, loaded only when it runs",
     ("maps/export_jobs.py", "maps"): "pyarrow and h5py load in the workers that write exports, not in web processes",
     ("maps/export_jobs.py", "maps.export_writers"): "pyarrow and h5py, as above",
     ("maps/exports.py", "maps"): "pyarrow and h5py, as above",
@@ -81,6 +84,12 @@ def test_the_model_server_imports_neither_django_nor_the_site_apps() -> None:
     assert found == [], "model_server stays free of Django and the site:\n" + "\n".join(found)
 
 
+@pytest.mark.parametrize("app", ["games", "maps", "model_server"])
+def test_the_product_never_imports_the_tools(app: str) -> None:
+    found = [hit for path in python_files(app, skip=NOT_PRODUCT) for hit in imports_of(path, TOOLS)]
+    assert found == [], "benchmarks and simulation live in bench/ and devtools/, used by commands:\n" + "\n".join(found)
+
+
 @pytest.mark.parametrize("app", ["games", "maps"])
 def test_no_import_inside_a_function_dodges_a_cycle(app: str) -> None:
     dodges = [
@@ -107,10 +116,11 @@ def test_the_rules_catch_what_they_look_for(tmp_path: Path) -> None:
     """The checks themselves can fail: a games module importing maps, and a cycle dodged in a function."""
     sample = tmp_path / "sample.py"
     sample.write_text(
-        "import django.db\nfrom maps.services import x\n\n"
+        "import django.db\nfrom maps.services import x\nimport devtools.players\n\n"
         "def f():\n    from games.tasks import t  # tasks import services: import here, not at top\n"
     )
     assert imports_of(sample, ("maps",), root=tmp_path) == ["sample.py:2 maps.services"]
     assert imports_of(sample, ("django",), root=tmp_path) == ["sample.py:1 django.db"]
+    assert imports_of(sample, TOOLS, root=tmp_path) == ["sample.py:3 devtools.players"]
     [(module, line, text)] = deferred_imports(sample)
-    assert (module, line) == ("games.tasks", 5) and any(word in text for word in CYCLE_WORDS)
+    assert (module, line) == ("games.tasks", 6) and any(word in text for word in CYCLE_WORDS)

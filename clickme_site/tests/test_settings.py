@@ -47,6 +47,15 @@ def test_database_and_broker_urls_switch_to_postgres_and_real_workers() -> None:
     assert result.stdout.split() == ["False", "django.db.backends.postgresql", "False", "True"]
 
 
+def test_in_process_tasks_are_an_explicit_setting_that_needs_no_broker_only_when_on() -> None:
+    result = django_process({"REDIS_URL": "redis://r:6379/0", "TASKS_IN_PROCESS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[2] == "True"
+    result = django_process({"TASKS_IN_PROCESS": "0"})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "TASKS_IN_PROCESS=0 needs a broker" in result.stderr
+
+
 @pytest.mark.parametrize(
     "env, message",
     [

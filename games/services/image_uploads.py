@@ -19,7 +19,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from games.management.commands.import_images import IMAGE_SUFFIXES, MASK_SUFFIX
+from games.imaging import IMAGE_SUFFIXES, MASK_SUFFIX
 from games.models import Image, ImageSet
 from games.services.imports import import_image
 

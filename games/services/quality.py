@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import numpy as np
@@ -101,46 +99,3 @@ def recent_paths(round_: Round, thresholds: Thresholds) -> list[tuple[str, list[
         (f"round {pk} ({'same participant' if owners[pk] == round_.participant_id else 'same image'})", path)
         for pk, path in paths.items()
     ]
-
-
-RULE_COLUMNS = (
-    "too_fast", "periodic_timing", "raster_pattern", "replayed_path", "out_of_range", "failed_catch_trial",
-    "low_consensus", "too_many_rounds",
-)  # fmt: skip
-
-
-def detection_counts(groups: Mapping[str, Sequence[tuple[Sequence[int], bool]]]) -> dict[str, Counter]:
-    """Per kind of player (each player: its session ids, whether an upload was refused), players caught by what."""
-    sessions = {pk for players in groups.values() for ids, _ in players for pk in ids}
-    rules_by_session: dict[int, set[str]] = defaultdict(set)
-    for session_id, rule in QualityFlag.objects.filter(session_id__in=sessions).values_list("session_id", "rule"):
-        rules_by_session[session_id].add(rule)
-    counts = {}
-    for kind, players in groups.items():
-        tally: Counter = Counter()
-        for ids, refused in players:
-            rules = set().union(*(rules_by_session[pk] for pk in ids)) if ids else set()
-            tally["players"] += 1
-            tally["refused"] += refused
-            tally["flagged"] += bool(rules)
-            tally["caught"] += bool(rules) or refused
-            tally.update(rules)
-        counts[kind] = tally
-    return counts
-
-
-def detection_table(counts: Mapping[str, Counter]) -> list[str]:
-    """The per-rule table: players of each kind refused at upload, flagged by each rule, and caught by either."""
-    short = dict(
-        zip(RULE_COLUMNS, ("fast", "periodic", "raster", "replay", "range", "catch", "consensus", "pace"), strict=True)
-    )
-    header = f"{'players':<14}{'n':>4}{'refused':>9}" + "".join(f"{short[r]:>11}" for r in RULE_COLUMNS)
-    lines = [header + f"{'flagged':>9}{'caught':>8}{'rate':>7}"]
-    for kind, tally in counts.items():
-        rate = tally["caught"] / tally["players"] if tally["players"] else 0.0
-        lines.append(
-            f"{kind:<14}{tally['players']:>4}{tally['refused']:>9}"
-            + "".join(f"{tally[r]:>11}" for r in RULE_COLUMNS)
-            + f"{tally['flagged']:>9}{tally['caught']:>8}{rate:>7.0%}"
-        )
-    return lines

@@ -7,18 +7,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from celery.exceptions import Retry
 from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
 
-from clickme_site.celery import app as celery_app
+from clickme_site.tasks_enqueue import enqueue, enqueue_on_commit
 from games.models import Click, Experiment, Participant, PlaySession, Round
 from games.painting import Bubble, PaintingRuleBroken, check_bubbles
 from games.partner import live_client, partner_classes
 from games.recognition import is_recognised, recognition_floor
 from games.services.sampling import catch_rounds, choose_image
-from model_server.client import GuessItem, PartnerError
+from model_server.client import GuessItem
 from model_server.seeds import noise_seed
 
 logger = logging.getLogger(__name__)
@@ -254,21 +252,13 @@ def submit_round(*, round_id: int, claimed_outcome: str, bubble_count: int) -> R
         round_.submitted_at = timezone.now()
         round_.save(update_fields=["status", "client_outcome", "outcome", "submitted_at"])
         complete_if_done(round_.session)
-        transaction.on_commit(lambda: enqueue_scoring(round_id))
+        enqueue_on_commit(SCORE_TASK, round_id, purpose=f"score round {round_id}", log=logger)
     return round_
 
 
 def enqueue_scoring(round_id: int) -> None:
-    """Send a round to the scoring workers; a broker outage is logged, never raised.
+    """Send a round to the scoring workers; never raises (clickme_site/tasks_enqueue.py).
 
     The round is already safely stored as submitted, and the periodic sweep re-enqueues it.
-    Without a broker the task runs right here, and a partner outage surfaces as Retry (or
-    the partner's error): the round waits for the sweep just the same.
     """
-    try:
-        # By its registered name: games.tasks imports the services (docs/architecture.md, "Imports").
-        celery_app.tasks[SCORE_TASK].delay(round_id)
-    except (BrokerError, ConnectionError, OSError) as exc:
-        logger.warning("could not enqueue scoring of round %s (%s); the sweep will retry", round_id, exc)
-    except (Retry, PartnerError) as exc:
-        logger.warning("could not score round %s in-process (%s); the sweep will retry", round_id, exc)
+    enqueue(SCORE_TASK, round_id, purpose=f"score round {round_id}", log=logger)

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from devtools.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 from games.models import Experiment
 from games.tests.browser import browser  # noqa: F401 (a fixture, for every browser test of the app)
 from games.tests.http_player import HttpPlayer
+from model_server.demo_data import DEMO_PARTNER
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +41,6 @@ def partner(settings, partner_checkpoint: Path) -> Iterator[object]:
 def demo_partner(settings) -> Iterator[object]:
     """The same, serving the shipped demo partner: rounds end as in the game, when the shape is revealed
     (a random-weight partner names the right class at one query in ten, ending rounds at random)."""
-    from games.partner_process import DEMO_CHECKPOINT
-
     yield from _serve(settings, DEMO_CHECKPOINT)
 
 
@@ -49,11 +49,27 @@ def _serve(settings, checkpoint: Path) -> Iterator[object]:
     from model_server.tests.serving import run_server
 
     server_settings = ServerSettings(
-        checkpoint=checkpoint, name="demo-gala", image_root=Path(settings.MEDIA_ROOT), max_delay_ms=1
+        checkpoint=checkpoint, name=DEMO_PARTNER, image_root=Path(settings.MEDIA_ROOT), max_delay_ms=1
     )
     with run_server(server_settings) as server:
         settings.MODEL_SERVER_URL = server.url
         yield server
+
+
+@pytest.fixture
+def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, tmp_path: Path) -> Iterator[str]:
+    """`python -m model_server.serve` in its own process, over the site's media; the site points at it.
+
+    Serves the trained demo checkpoint once it has been built, else an untrained one over the
+    demo classes (the plumbing under test is the same).
+    """
+    checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
+    log_path = tmp_path / "partner.log"
+    with serve_partner(checkpoint=checkpoint, name=demo.partner.name, image_root=Path(settings.MEDIA_ROOT),
+                       log_path=log_path, workers=1, max_delay_ms=1, device="cpu") as partner:  # fmt: skip
+        wait_until_ready(partner)
+        settings.MODEL_SERVER_URL = partner.url
+        yield partner.url
 
 
 @pytest.fixture

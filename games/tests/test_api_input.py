@@ -12,9 +12,9 @@ from django.urls import reverse
 
 from games.api_input import MAX_DEPTH, nesting_depth
 from games.models import Click, PlaySession, Round
-from games.tests.test_study_entry import api, enter, start_session, study
+from games.tests.visits import api, enter, start_session, study
 from maps.models import Export
-from maps.tests.test_api_ownership import make_world, token_client
+from maps.tests.world import make_world, token_client
 
 pytestmark = pytest.mark.django_db
 

@@ -18,10 +18,10 @@ from urllib.parse import parse_qs
 import pytest
 from django.core.management import call_command
 
-from games.management.commands.seed_demo import DEMO_PARTNER
+from devtools.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 from games.models import Experiment, Participant, PlaySession, Round
-from games.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 from games.tests.browser import CHROMIUM, current_round_id, failed, finger_paint, paint_round
+from model_server.demo_data import DEMO_PARTNER
 
 pytestmark = [
     pytest.mark.browser,

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from games.management.commands.seed_demo import DEMO_PARTNER
+from devtools.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 from games.models import Experiment, PartnerGuess, Round
-from games.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
 from games.tests.browser import (
     CHROMIUM,
     ROOT,
@@ -28,6 +27,7 @@ from games.tests.browser import (
     finger_paint,
     paint_round,
 )
+from model_server.demo_data import DEMO_PARTNER
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
 

@@ -1,6 +1,6 @@
 """A mixed population, in process: the quality rules catch ≥ 90 % of cheaters and flag ≤ 5 % of honest players.
 
-Honest players paint with games.simulation, cheaters with games.cheats, on the demo images' masks;
+Honest players paint with devtools.simulation, cheaters with devtools.cheats, on the demo images' masks;
 rounds and bubbles are written straight to the database (no HTTP: 100 players would be slow), the
 consensus maps are built from the honest rounds, then every round goes through check_round_quality.
 A cheater is caught when an upload would have been refused (games.painting) or a rule flags them.
@@ -16,12 +16,13 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from games.cheats import CHEATS
-from games.management.commands.simulate_players import MaskLookup
+from devtools.cheats import CHEATS
+from devtools.detection import detection_counts, detection_table
+from devtools.players import MaskLookup
+from devtools.simulation import Rules, paint
 from games.models import Click, Experiment, Image, PlaySession, QualityFlag, Round
 from games.painting import PaintingRuleBroken, check_bubbles
-from games.services.quality import check_round_quality, detection_counts, detection_table
-from games.simulation import Rules, paint
+from games.services.quality import check_round_quality
 from games.tests.factories import PartnerModelVersionFactory, PlaySessionFactory, RoundFactory
 
 HONEST, CHEATERS, ROUNDS = 50, 10, 3
@@ -119,7 +120,7 @@ def test_a_mixed_population_playing_over_http_is_caught_and_honest_players_are_s
     whose rounds all end at the first query (the partner happened to name the image) painted too
     little to judge; the issue's bar, ≥ 90 % of cheaters and ≤ 5 % of honest players, allows for it.
     """
-    from games.tests.test_simulate_players import simulate
+    from games.tests.simulated_runs import simulate
 
     demo.time_limit_ms = 2000  # short rounds keep the test quick; 40 bubbles still show the bot's clock
     demo.rounds_per_session = 3

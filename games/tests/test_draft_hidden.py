@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from games.models import Experiment
-from games.tests.test_study_entry import enter, study
+from games.tests.visits import enter, study
 
 pytestmark = pytest.mark.django_db
 

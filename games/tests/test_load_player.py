@@ -5,26 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from games.models import Experiment, Round
-from games.partner_process import DEMO_CHECKPOINT, ROOT, serve_partner, wait_until_ready
+from devtools.partner_process import ROOT
+from games.models import Round
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture
-def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, tmp_path: Path) -> Iterator[str]:
-    checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
-    log_path = tmp_path / "partner.log"
-    with serve_partner(checkpoint=checkpoint, name=demo.partner.name, image_root=Path(settings.MEDIA_ROOT),
-                       log_path=log_path, workers=1, max_delay_ms=1, device="cpu") as partner:  # fmt: skip
-        wait_until_ready(partner)
-        settings.MODEL_SERVER_URL = partner.url
-        yield partner.url
 
 
 def test_a_locust_player_plays_stores_and_submits_rounds(

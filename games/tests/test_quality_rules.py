@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from games import cheats
+from devtools import cheats
+from devtools.simulation import Rules, paint
 from games.quality import RULES, RoundContext, Thresholds, path_similarity, run_rules
-from games.simulation import Rules, paint
 
 SETTINGS = {"bubble_interval_ms": 50, "bubble_max_step": 7, "time_limit_ms": 7000, "bubble_size": 21}
 RULES_ = Rules()

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from celery._state import _set_task_join_will_block
-from django.core.management import CommandError, call_command
-from django.db import connection
+from django.core.management import CommandError
 
-from games.management.commands.simulate_players import MaskLookup, PlayedRound, check_database
+from devtools.players import MaskLookup, PlayedRound, check_database
 from games.models import Experiment, PartnerGuess, Round
-from games.partner_process import DEMO_CHECKPOINT, serve_partner, wait_until_ready
+from games.tests.simulated_runs import number, simulate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,38 +23,6 @@ def _reset_celery_join_flag() -> Iterator[None]:
     and then any later `result.get()` in this process raises. Put it back after each test."""
     yield
     _set_task_join_will_block(False)
-
-
-@pytest.fixture
-def partner_process(request: pytest.FixtureRequest, settings, demo: Experiment, tmp_path: Path) -> Iterator[str]:
-    """`python -m model_server.serve` on a free port over the site's media; the site points at it.
-
-    Serves the trained demo checkpoint once it has been built, else an untrained one over the
-    demo classes (the plumbing under test is the same).
-    """
-    checkpoint = DEMO_CHECKPOINT if DEMO_CHECKPOINT.exists() else request.getfixturevalue("partner_checkpoint")
-    log_path = tmp_path / "partner.log"
-    with serve_partner(checkpoint=checkpoint, name=demo.partner.name, image_root=Path(settings.MEDIA_ROOT),
-                       log_path=log_path, workers=1, max_delay_ms=1, device="cpu") as partner:  # fmt: skip
-        wait_until_ready(partner)
-        settings.MODEL_SERVER_URL = partner.url
-        yield partner.url
-
-
-def simulate(live_server, *args: str) -> str:
-    out = io.StringIO()
-    # The live server shares the test's one connection when the test database is in-memory
-    # SQLite, so requests must not overlap there; on a file or Postgres, players run at once.
-    in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()
-    call_command(
-        "simulate_players", "--url", live_server.url, "--no-progress", "--think-ms", "0", "--seed", "5",
-        "--concurrency", "1" if in_memory else "3", *args, stdout=out,
-    )  # fmt: skip
-    return out.getvalue()
-
-
-def number(report: str, label: str) -> int:
-    return int(re.search(rf"^{re.escape(label)}\s+(\d+)", report, re.M).group(1))
 
 
 def test_players_play_through_http_and_every_round_is_scored(

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from devtools.simulation import Rules, paint, step_towards, until
 from games.painting import check_bubbles, max_bubbles
-from games.simulation import Rules, paint, step_towards, until
 
 SETTINGS = {"bubble_interval_ms": 50, "bubble_max_step": 7, "time_limit_ms": 7000, "bubble_size": 21}
 RULES = Rules.from_settings(SETTINGS)

@@ -15,7 +15,7 @@ from maps.models import Export
 from maps.services import build_click_map, compute_reliability, heatmap_array
 from maps.tests.export_data import ADDRESS_HASH, PANEL_ID, USER_AGENT, play_experiment
 from maps.tests.factories import scored_round
-from maps.tests.test_api_ownership import TRAIL, make_world, token_client
+from maps.tests.world import TRAIL, make_world, token_client
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
-from maps.tests.test_api_ownership import make_world, token_client
+from maps.tests.world import make_world, token_client
 from maps.urls import api_urlpatterns
 
 pytestmark = pytest.mark.django_db

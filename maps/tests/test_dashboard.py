@@ -17,7 +17,7 @@ from maps.dashboard import (
     rounds_per_day,
 )
 from maps.tests.export_data import DAY_ONE, DAY_TWO, play_experiment
-from maps.tests.test_api_ownership import make_world
+from maps.tests.world import make_world
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,14 +22,11 @@ from games.models import Experiment, Image, Round
 from games.tests.factories import ParticipantFactory, UserFactory
 from maps.models import Export
 from maps.services import compute_reliability, rebuild_maps
+from maps.tests.browser import CHROMIUM, PASSWORD
 from maps.tests.factories import scored_round
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "var" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]  # fmt: skip
-PASSWORD = "correct horse battery staple"
 
 pytestmark = [
     pytest.mark.browser,
@@ -70,20 +66,6 @@ def experiment(transactional_db: None) -> Experiment:
     rebuild_maps(experiment_id=experiment.pk)
     compute_reliability(experiment_id=experiment.pk, iterations=10)
     return experiment
-
-
-@pytest.fixture
-def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """A page in headless Chromium. Playwright's sync API runs an event loop in this thread, so the
-    test's own ORM calls need Django's async-safety check lifted (as Django's docs advise)."""
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        context = chromium.new_context(viewport={"width": 1280, "height": 900})
-        yield context.new_page()
-        chromium.close()
 
 
 @pytest.mark.usefixtures("eager_tasks")

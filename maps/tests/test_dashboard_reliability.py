@@ -10,7 +10,7 @@ from maps.models import ReliabilityReport
 from maps.reliability import OVERLAPS
 from maps.services import build_click_map, reliability_warnings
 from maps.tests.factories import scored_round
-from maps.tests.test_api_ownership import make_world
+from maps.tests.world import make_world
 
 pytestmark = pytest.mark.django_db
 

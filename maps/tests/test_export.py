@@ -195,7 +195,7 @@ def test_rounds_finalised_in_the_settle_time_before_an_export_go_to_the_next_inc
 def test_a_failing_export_records_why_and_leaves_no_directory(played: Played) -> None:
     export = create_export(experiment=played.experiment, user=UserFactory(), formats=EVERY_FORMAT, filters={},
                            enqueue=False)  # fmt: skip
-    failing = mock.patch("maps.export_writers.MapsHdf5Writer.add", side_effect=OSError("disk full"))
+    failing = mock.patch("maps.export_writers.MapsHdf5Writer.write", side_effect=OSError("disk full"))
     with failing, pytest.raises(OSError, match="disk full"):
         run_export(export_id=export.pk)
     export.refresh_from_db()

@@ -16,7 +16,7 @@ from games.tests.factories import UserFactory
 from maps.export_limits import EXPIRED_NOTE, Cleanup, delete_expired_exports
 from maps.models import Export
 from maps.tasks import delete_expired_exports_task
-from maps.tests.test_api_ownership import World, make_world
+from maps.tests.world import World, make_world
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from maps.models import Export
-from maps.tests.test_api_ownership import make_world
-from maps.tests.test_dashboard_browser import CHROMIUM, PASSWORD, page  # noqa: F401 (page is a fixture)
+from maps.tests.browser import CHROMIUM, PASSWORD
+from maps.tests.world import make_world
 
 pytestmark = [
     pytest.mark.browser,
@@ -15,7 +15,7 @@ pytestmark = [
 ]
 
 
-def test_the_export_form_shows_the_quota_and_the_refusal(settings, live_server: object, page: object) -> None:  # noqa: F811
+def test_the_export_form_shows_the_quota_and_the_refusal(settings, live_server: object, page: object) -> None:
     from playwright.sync_api import expect
 
     settings.EXPORT_MAX_PER_DAY = 1  # the world's own export, made just now, uses it up

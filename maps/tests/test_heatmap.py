@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import convolve2d
 
-from maps.bench_maps import per_click_map
+from devtools.clicks import per_click_map
 from maps.heatmap import MapParameters, click_map, click_maps, count_histograms, disk_kernel, kernel
 
 SMALL = 64  # the brute force convolves whole images per click: a small image keeps it fast

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
+from devtools.clicks import demo_masks, simulate
 from games.models import Image
 from games.tests.factories import ExperimentFactory, ImageFactory
-from maps.bench_maps import demo_masks, simulate
 from maps.heatmap import MapParameters
 from maps.models import ClickMap, ReliabilityReport
 from maps.reliability import mean_iou_rows as auc_rows

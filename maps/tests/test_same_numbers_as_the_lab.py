@@ -35,9 +35,9 @@ from django.db.models import F
 from scipy.ndimage import convolve
 from scipy.stats import spearmanr
 
+from devtools.clicks import demo_masks, simulate
 from games.models import Click, Round
 from games.tests.factories import ExperimentFactory, ImageFactory, ParticipantFactory, UserFactory
-from maps.bench_maps import demo_masks, simulate
 from maps.export_jobs import create_export, export_path, run_export
 from maps.heatmap import MapParameters
 from maps.lab_import import import_lab_csv, parse_clicks

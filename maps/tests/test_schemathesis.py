@@ -33,7 +33,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 
 from maps.tests.schemathesis_hooks import window_in_order
-from maps.tests.test_api_ownership import make_world
+from maps.tests.world import make_world
 from maps.urls import api_urlpatterns
 
 # Per operation: the eleven stay around a minute on two shared cores; raise it for a deeper run

@@ -6,34 +6,39 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-import pytest
-
-from model_server import batching
-from model_server.batching import DynamicBatcher, Job, Prediction
+from model_server.batching import BatchJob, DynamicBatcher
 
 
-def job(name: str, priority: int) -> Job:
-    return Job(loaded=name, images=[None], bubbles=[[]], seeds=[0], bubble_size=21, top_k=1, attention=False,
-               priority=priority)  # fmt: skip
+@dataclass
+class Named(BatchJob):
+    """A one-item job that only has a name: the batcher needs nothing else."""
+
+    loaded: str
+
+    def __len__(self) -> int:
+        return 1
 
 
-def test_interactive_jobs_waiting_behind_a_busy_worker_run_before_earlier_bulk_jobs(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def job(name: str, priority: int) -> Named:
+    return Named(loaded=name, priority=priority)
+
+
+def test_interactive_jobs_waiting_behind_a_busy_worker_run_before_earlier_bulk_jobs() -> None:
     order: list[str] = []
     release = threading.Event()
 
-    def run_jobs(jobs: list[Job]) -> list[Prediction]:
+    def run_jobs(jobs: list[Named]) -> list[str]:
         if jobs[0].loaded == "first":
             release.wait(5)  # the worker is busy while the others queue up
         order.extend(job.loaded for job in jobs)
-        return [Prediction([[0]], [[1.0]], []) for _ in jobs]
-
-    monkeypatch.setattr(batching, "run_jobs", run_jobs)
+        return [job.loaded for job in jobs]
 
     async def scenario() -> None:
-        batcher = DynamicBatcher(ThreadPoolExecutor(1), max_batch_size=1, max_delay_ms=0, max_queue=100, workers=1)
+        batcher = DynamicBatcher(
+            ThreadPoolExecutor(1), run_jobs, max_batch_size=1, max_delay_ms=0, max_queue=100, workers=1
+        )
         batcher.start()
         first = asyncio.create_task(batcher.submit(job("first", 1)))
         await asyncio.sleep(0.05)

@@ -19,8 +19,8 @@ import torch
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from model_server.batching import infer as infer_in_process
 from model_server.config import PRESETS, preset
+from model_server.inference import infer as infer_in_process
 from model_server.network import attention_shapes, build, save_checkpoint
 from model_server.registry import load_model
 from model_server.serve import ServerSettings

@@ -22,20 +22,20 @@ def write_export(directory: Path, images: list[Path], fmt: str) -> dict[str, np.
     """Export the object masks of all but the last image as their 'human' maps; return them by name."""
     directory.mkdir(parents=True, exist_ok=True)
     maps = {}
-    index = writers.MapsIndexWriter(directory / "maps_index.csv")
-    npz = writers.MapsNpzWriter(directory / "maps.npz") if fmt == "npz" else None
-    hdf5 = writers.MapsHdf5Writer(directory / "maps.h5", attrs={"experiment": "t"}) if fmt == "hdf5" else None
+    context = writers.WriteContext(attrs={"experiment": "t"})
+    index = writers.MapsIndexWriter(directory / "maps_index.csv", context)
+    npz = writers.MapsNpzWriter(directory / "maps.npz", context) if fmt == "npz" else None
+    hdf5 = writers.MapsHdf5Writer(directory / "maps.h5", context) if fmt == "hdf5" else None
     for path in images[:-1]:
         name = f"{path.parent.name}/{path.name}"  # a '/' in the name: the key escapes it
         array = np.asarray(Image.open(path.with_name(path.stem + ".mask.png")), dtype=np.float32) / 255
         maps[name] = array
         facts = {"key": writers.map_key(name), "image": name, "class": path.parent.name, "participants": 3}
         facts |= {"rounds": 3, "clicks": 30, "split_half_spearman": 0.8}
-        index.add(facts)
-        if npz is not None:
-            npz.add(facts["key"], array)
-        if hdf5 is not None:
-            hdf5.add(facts["key"], array, attrs={"name": name} | {k: facts[k] for k in writers.HDF5_ATTRS})
+        item = writers.MapItem(facts, heatmap=lambda array=array: array)
+        for writer in (index, npz, hdf5):
+            if writer is not None:
+                writer.write(item)
     for writer in (index, npz, hdf5):
         if writer is not None:
             writer.close()

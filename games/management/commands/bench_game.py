@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from games import bench_game
+from bench import game as bench_game
 
 
 class Command(BaseCommand):

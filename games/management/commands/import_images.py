@@ -10,11 +10,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from games.imaging import IMAGE_SUFFIXES, MASK_SUFFIX
 from games.models import ImageSet
 from games.services.imports import ImportOutcome, import_image
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
-MASK_SUFFIX = ".mask.png"  # `<stem>.mask.png` beside an image is its object mask
 
 
 @dataclass(frozen=True)

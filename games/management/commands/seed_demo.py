@@ -15,9 +15,9 @@ from games.imaging import png_bytes
 from games.models import Experiment, ImageSet, PartnerModel
 from games.services.imports import import_image
 from model_server import demo_data
+from model_server.demo_data import DEMO_PARTNER
 
 DEMO_SET = "demo"
-DEMO_PARTNER = "demo-gala"
 # Played images come from the "test" split: the demo partner never saw them in training.
 DEMO_SPLIT, DEMO_SEED = "test", 2018
 # Every tenth image of a class is a catch trial (its mask is exact: the shape was drawn from it),

@@ -1,4 +1,4 @@
-"""Benchmark dataset exports: throughput and peak memory at growing sizes (see maps.bench_exports)."""
+"""Benchmark dataset exports: throughput and peak memory at growing sizes (see bench/exports.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from maps.bench_exports import bench_exports, table
+from bench.exports import bench_exports, table
 from maps.export_jobs import FORMATS
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from maps import bench_maps
+from bench import maps as bench_maps
 
 
 class Command(BaseCommand):

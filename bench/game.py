@@ -2,8 +2,8 @@
 
 One run measures, on the current settings' database (SQLite or Postgres):
 
-1. the game over HTTP: `--players` simulated participants (games.simulation, played by
-   `simulate_players`' Player) play rounds at once for `--seconds` against a site. Without
+1. the game over HTTP: `--players` simulated participants (devtools.simulation, played by
+   devtools.players' Player) play rounds at once for `--seconds` against a site. Without
    `--url` the benchmark starts its own: gunicorn (gthread) and the partner model server as
    subprocesses on free ports. Reported: rounds submitted per second, and the latency of the
    partner's live guess (the request a player waits on while painting) and of the other calls;
@@ -33,9 +33,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, transaction
 
-from games.management.commands.simulate_players import Tally, check_database, percentile_row, simulate
+from devtools.partner_process import DEMO_CHECKPOINT, ROOT, free_port, running, serve_partner, wait_until_ready
+from devtools.players import Tally, check_database, percentile_row, simulate
 from games.models import Click, Experiment, Participant, PlaySession, Round
-from games.partner_process import DEMO_CHECKPOINT, ROOT, free_port, running, serve_partner, wait_until_ready
 from games.services.scoring import refresh_image_counts
 
 

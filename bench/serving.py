@@ -6,7 +6,7 @@ per request, a cached image, ~30 bubbles), a server limited to batches of one at
 sent the image's pixels inline as a JSON body versus as binary tensor data (the protocol's binary extension, a
 standard client's default), at 8 clients. The load generator is one asyncio process sending pre-encoded bodies,
 so it takes little CPU from the server. Usage:
-python -m model_server.bench_serving [--checkpoint model_server/checkpoints/demo.pt] [--seconds 10] [--json OUT]
+python -m bench.serving [--checkpoint model_server/checkpoints/demo.pt] [--seconds 10] [--json OUT]
 """
 
 from __future__ import annotations
@@ -31,16 +31,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model_server.batching import input_buffer
+from devtools.partner_process import DEMO_CHECKPOINT
+from model_server import wire
 from model_server.binary_data import HEADER
 from model_server.config import preset
+from model_server.inference import input_buffer
 from model_server.network import gala_small, save_checkpoint
 from model_server.registry import load_model
 from model_server.reveal import pad_bubbles, reveal_batch
 
 logger = logging.getLogger(__name__)
 
-DEMO_CHECKPOINT = Path(__file__).parent / "checkpoints" / "demo.pt"
+
 RAW_BATCH_SIZES = (1, 4, 8, 16, 32, 64)
 IMAGE_KEYS = [f"bench/{index}.png" for index in range(16)]
 
@@ -128,15 +130,7 @@ def request_bodies(count: int) -> list[tuple[bytes, dict[str, str]]]:
     rng, bodies = random.Random(0), []
     for index in range(count):
         points = random_bubbles(rng)
-        body = {
-            "inputs": [
-                {"name": "image_key", "datatype": "BYTES", "shape": [1], "data": [IMAGE_KEYS[index % 16]]},
-                {"name": "bubbles", "datatype": "INT32", "shape": [1, len(points), 2],
-                 "data": [value for point in points for value in point]},
-                {"name": "noise_seed", "datatype": "INT64", "shape": [1], "data": [index]},
-            ],
-            "parameters": {"top_k": 1},
-        }  # fmt: skip
+        body = wire.infer_request([IMAGE_KEYS[index % 16]], [points], [index], top_k=1)
         bodies.append((json.dumps(body).encode(), JSON_HEADERS))
     return bodies
 
@@ -152,13 +146,13 @@ def pixel_bodies(count: int, *, binary: bool) -> list[tuple[bytes, dict[str, str
         points = random_bubbles(rng)
         pixels = pixels_rng.integers(0, 256, (1, 256, 256, 3), dtype=np.uint8)
         tensors = [
-            ("image", "UINT8", list(pixels.shape), pixels),
-            ("bubbles", "INT32", [1, len(points), 2], np.array(points, dtype="<i4")),
-            ("noise_seed", "INT64", [1], np.array([index], dtype="<i8")),
+            (wire.IMAGE, list(pixels.shape), pixels),
+            (wire.BUBBLES, [1, len(points), 2], np.array(points, dtype="<i4")),
+            (wire.NOISE_SEED, [1], np.array([index], dtype="<i8")),
         ]
         inputs, raw = [], []
-        for name, datatype, shape, data in tensors:
-            tensor = {"name": name, "datatype": datatype, "shape": shape}
+        for name, shape, data in tensors:
+            tensor = {"name": name, "datatype": wire.INPUTS[name].datatype, "shape": shape}
             if binary:
                 raw.append(data.tobytes())
                 tensor["parameters"] = {"binary_data_size": len(raw[-1])}

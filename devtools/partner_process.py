@@ -48,9 +48,15 @@ def running(
     try:
         yield ServerProcess(url=url, ready_url=ready_url, process=process, log_path=log_path)
     finally:
+        stop(process, timeout=15)
+
+
+def stop(process: subprocess.Popen, *, timeout: float) -> None:
+    """Terminate a process (gunicorn and Celery stop their children on SIGTERM); kill it if it hangs."""
+    if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

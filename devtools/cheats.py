@@ -2,7 +2,7 @@
 
 Design: docs/architecture.md, "Quality and moderation".
 
-Like games.simulation, pure functions of a mask, the round's rules and a seeded generator; each
+Like devtools.simulation, pure functions of a mask, the round's rules and a seeded generator; each
 returns the bubbles a cheater would upload for one round. Only `forged_fast` breaks the painting
 rules (the server refuses it at upload); the others upload what the server accepts and are left
 to the quality rules.
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from games.simulation import IMAGE_SIZE, Bubble, Hand, Rules, object_pixels, paint, step_towards
+from devtools.simulation import IMAGE_SIZE, Bubble, Hand, Rules, object_pixels, paint, step_towards
 
 Painter = Callable[["np.ndarray | None", Rules, np.random.Generator], list[Bubble]]
 REPLAY_SEED = 20240601  # every replay bot replays the same recorded path, on every round and account
