@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from model_server import distributed
+from model_server.cli import add_arguments, from_arguments
 from model_server.config import GALAConfig, preset
 from model_server.data import DemoDataset, ImageFolder, sample_bubbles
 from model_server.export_data import ExportDataset
@@ -124,24 +125,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, dict[str, An
     """Build the command line from the two dataclasses; return the run config and model overrides."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="gala_small", help="model preset (config.PRESETS)")
-    model_fields = [f for f in fields(GALAConfig) if f.name not in ("arch", "num_classes")]
-    for group, items, defaults in (
-        ("training", fields(TrainConfig), True),
-        ("model (overrides the preset)", model_fields, False),
-    ):
-        section = parser.add_argument_group(group)
-        for field in items:
-            flag, default = "--" + field.name.replace("_", "-"), field.default if defaults else None
-            if field.type == "bool":
-                section.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-            elif field.type.startswith("tuple"):
-                section.add_argument(flag, type=int, nargs="+", default=default)
-            else:
-                kind = {"int": int, "float": float, "str": str}[field.type]
-                section.add_argument(flag, type=kind, default=default)
+    add_arguments(parser.add_argument_group("training"), TrainConfig)
+    # Model flags default to None: only the ones given override the preset.
+    add_arguments(
+        parser.add_argument_group("model (overrides the preset)"),
+        GALAConfig,
+        defaults=False,
+        skip=("arch", "num_classes"),
+    )
     args = vars(parser.parse_args(argv))
+    train = from_arguments(TrainConfig, args)
     train_names = {f.name for f in fields(TrainConfig)}
-    train = TrainConfig(**{k: v for k, v in args.items() if k in train_names})
     if not train.demo and not train.data and not train.maps:
         parser.error("give --data DIR, --maps EXPORT_DIR or --demo")
     overrides = {k: v for k, v in args.items() if k not in train_names and v is not None}
