@@ -22,7 +22,6 @@ PUBLISHED_CEILING = 0.65753
 # ImageNet file names (ILSVRC2012_val_00001234.JPEG, n01440764_10026.JPEG), optionally under folders.
 IMAGENET_NAME = re.compile(r"(?:^|/)(?:ILSVRC2012_(?:val|test)_\d{8}|n\d{8}_\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 # Files for serre-lab's scripts (docs/maps-and-reliability.md): offered, but not ticked by default.
-LAB_FORMATS = ("maps_raw_npz", "maps_lab_hdf5", "clicks_lab_csv")
 MAX_DAYS = 60  # the daily charts stay readable up to about this many bars
 
 

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from django.db.models import Count, Q, QuerySet
 
-from games.models import IMAGE_SIZE, Category, Click, Image, Participant, Round
+from games.models import IMAGE_SIZE, Category, Click, Image, Round
 from maps.heatmap import SELECTIONS
 from maps.models import ClickMap, Export
 from maps.reliability import OVERLAP_LABELS, OVERLAPS
@@ -99,17 +99,11 @@ MANIFEST = "manifest.json"
 ProgressCallback = Callable[[int, int, dict[str, int]], None]  # (units done, units, written); a unit: a round or map
 
 # The quality states an export selects, each by the rule's one home (games.models.play.RoundQuerySet):
-# the rounds that count, every round, or those a moderator excluded (a session's invalidation covers
-# its rounds even if they were not marked one by one).
-MODERATED = (
-    Q(invalidated_at__isnull=False)
-    | Q(session__invalidated_at__isnull=False)
-    | Q(participant__ban_state=Participant.BanState.SHADOW)
-)
+# the rounds that count, every round, or those a moderator excluded.
 QUALITY: dict[str, Callable[[QuerySet[Round]], QuerySet[Round]]] = {
     "valid": lambda rounds: rounds.counting(),
     "all": lambda rounds: rounds,
-    "invalidated": lambda rounds: rounds.filter(MODERATED),
+    "invalidated": lambda rounds: rounds.moderated(),
 }
 ROUND_FIELDS = (
     "pk", "participant__username", "image_id", "image__name", "image__category_id", "image__category__name",

@@ -181,6 +181,15 @@ class RoundQuerySet(models.QuerySet):
         shadow-banned participant and not from a pilot session."""
         return self.counting_for_player().filter(participant__ban_state="none", session__is_pilot=False)
 
+    def moderated(self) -> RoundQuerySet:
+        """Rounds a moderator excluded from science: invalidated one by one, in an invalidated
+        session, or from a shadow-banned participant (what an "invalidated" export holds)."""
+        return self.filter(
+            Q(invalidated_at__isnull=False)
+            | Q(session__invalidated_at__isnull=False)
+            | Q(participant__ban_state=Participant.BanState.SHADOW)
+        )
+
     def completing(self, experiment: Experiment) -> RoundQuerySet:
         """Rounds that count towards a session's completion (what a panel pays for).
 

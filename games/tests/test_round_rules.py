@@ -56,3 +56,13 @@ def test_completion_counts_rounds_with_work_in_them_and_skips_when_the_study_say
     assert set(Round.objects.completing(experiment)) == {painted, skipped}
     experiment.skips_count_for_completion = False
     assert set(Round.objects.completing(experiment)) == {painted}
+
+
+def test_moderated_rounds_are_those_a_moderator_excluded_and_never_the_valid_ones() -> None:
+    valid = scored(PlaySessionFactory())
+    marked = scored(PlaySessionFactory(), invalidated_at=timezone.now())
+    in_bad_session = scored(PlaySessionFactory(invalidated_at=timezone.now()))
+    banned = scored(PlaySessionFactory(participant__ban_state=Participant.BanState.SHADOW,
+                                       participant__banned_at=timezone.now()))  # fmt: skip
+    assert set(Round.objects.moderated()) == {marked, in_bad_session, banned}
+    assert not set(Round.objects.moderated()) & set(Round.objects.counting()) and valid in Round.objects.counting()
