@@ -17,6 +17,11 @@ LAB_SCALE = 1e-5
 LAB_BLUR_SIZE, LAB_BLUR_SIGMA = 49, 28.0
 # How far below "shut" the gate loss pushes a hard gate where people did not look (in logits).
 GATE_MARGIN = 0.2
+# Below this share of its peak, a map says "people did not look here": the gate loss shuts the gate
+# fully there and less and less up to it. A blurred click map fades out around the object, and
+# shutting that fringe (measured: with the weight 1 - t up to the peak) cuts the silhouette the
+# classifier needs (docs/training.md, "The shortcut demonstration").
+GATE_SHUT_BELOW = 0.3
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -89,14 +94,19 @@ def relevance(click_maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def gate_loss(
-    logits: list[torch.Tensor], click_maps: torch.Tensor, has_map: torch.Tensor, margin: float = GATE_MARGIN
+    logits: list[torch.Tensor],
+    click_maps: torch.Tensor,
+    has_map: torch.Tensor,
+    margin: float = GATE_MARGIN,
+    shut_below: float = GATE_SHUT_BELOW,
 ) -> torch.Tensor:
     """Hinges on a hard gate's logits: shut where people did not look, open where they did.
 
     A hard gate is clamp(1 + z, 0, 2) (``gala.GALA``): shut (exactly 0) at 1 + z <= 0, at least the
     identity at 1 + z >= 1. With t the map scaled to peak 1 (``relevance``), each position and
-    channel costs (1 - t) * relu(1 + z + margin) + t * relu(1 - (1 + z)): zero once a gate is shut
-    by ``margin`` where t = 0 or open where t = 1. The hinges act on z, not on the clamped gate,
+    channel costs max(0, 1 - t / shut_below) * relu(1 + z + margin) + t * relu(1 - (1 + z)): zero
+    once a gate is shut by ``margin`` where t = 0 or open where t = 1; where t >= shut_below only
+    opening costs. The hinges act on z, not on the clamped gate,
     whose gradient is zero once shut: a gate shut by mistake over the object can still reopen.
     Mean over positions and channels, over the images that have a map, then over the layers.
 
@@ -112,7 +122,8 @@ def gate_loss(
     for z in logits:
         t = relevance(click_maps, z.shape[-2:])  # (B, 1, h, w)
         opened = 1.0 + z
-        cost = (1.0 - t) * F.relu(opened + margin) + t * F.relu(1.0 - opened)  # (B, C, h, w)
+        shut = (1.0 - t / shut_below).clamp_min(0.0)
+        cost = shut * F.relu(opened + margin) + t * F.relu(1.0 - opened)  # (B, C, h, w)
         per_layer.append((cost.flatten(1).mean(1) * weights).sum() / weights.sum())
     return torch.stack(per_layer).mean()
 

@@ -107,6 +107,7 @@ class TrainConfig:
     # "maps" (the map loss alone: the classifier cannot open a gate where people did not look,
     # which is what stops a shortcut; docs/training.md, "The shortcut demonstration").
     gate_learns_from: str = "all"
+    gate_shut_below: float = 0.3  # the gate loss shuts gates where the map is below this share of its peak
     init: str = ""  # a checkpoint of ours to fine-tune (its weights; the architecture comes from --arch)
     init_resnet: str = ""  # a torchvision-format ResNet-50 state dict; the gates start as identity
     eval_every: int = 0  # steps between held-out evaluations during training (0: only at the end)
@@ -280,6 +281,8 @@ def check_cotraining(train: TrainConfig, overrides: dict[str, Any]) -> None:
     if train.gate_learns_from not in GATE_TRAINING:
         choices = ", ".join(GATE_TRAINING)
         raise ValueError(f"--gate-learns-from must be one of {choices}, not {train.gate_learns_from!r}")
+    if not 0 < train.gate_shut_below <= 1:
+        raise ValueError(f"--gate-shut-below must be in (0, 1], not {train.gate_shut_below}")
     if not train.cotrain:
         return
     config = preset(overrides.get("arch", "gala_small"), **{k: v for k, v in overrides.items() if k != "arch"})
@@ -407,7 +410,9 @@ def main(argv: list[str] | None = None) -> Path:
                 saliency = gradient_saliency(logits, images, labels)
                 map_loss = harmonization_loss(saliency, maps.to(device), has_map.to(device))
             elif train.cotrain and train.map_loss == "gate":
-                map_loss = gate_loss(gate_logits(model), maps.to(device), has_map.to(device))
+                map_loss = gate_loss(
+                    gate_logits(model), maps.to(device), has_map.to(device), shut_below=train.gate_shut_below
+                )
             elif train.cotrain:
                 map_loss = map_loss_terms(attention, maps.to(device), has_map.to(device), train)
                 if train.map_reduction == "lab":

@@ -51,6 +51,16 @@ def test_a_gate_shut_by_mistake_over_the_object_still_gets_a_gradient_to_reopen(
     assert bool((z.grad[OBJECT] < 0).all())  # descending the gradient raises z over the object
 
 
+def test_where_people_looked_a_little_the_gate_is_only_asked_to_open() -> None:
+    fringe = torch.full((1, 1, 8, 8), 0.5)  # half the peak, everywhere but the object
+    fringe[OBJECT] = 1.0
+    half_open = [logits_where(shut=-0.5, opened=0.0)]
+    assert gate_loss(half_open, fringe, torch.tensor([True]), shut_below=0.3) > 0  # open it further
+    z = half_open[0].clone().requires_grad_()
+    gate_loss([z], fringe, torch.tensor([True]), shut_below=0.3).backward()
+    assert bool((z.grad <= 0).all())  # never towards shut
+
+
 def test_images_without_a_map_add_nothing_to_the_gate_loss() -> None:
     assert gate_loss([logits_where(0.0, -3.0)], object_map(), torch.tensor([False])) == 0
 
@@ -110,6 +120,7 @@ def test_a_gate_loss_run_that_learns_from_the_maps_logs_its_map_loss(tmp_path: P
         (["--map-loss", "gaze"], "--map-loss must be one of"),
         (["--gate-learns-from", "maps", "--map-loss", "rrr"], "--map-loss gala or gate"),
         (["--gate-learns-from", "everything"], "--gate-learns-from must be one of"),
+        (["--gate-shut-below", "0"], "--gate-shut-below must be in"),
     ],
 )
 def test_co_training_options_that_cannot_work_together_are_refused_by_name(flags: list[str], message: str) -> None:
