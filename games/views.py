@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from games.access import StudyNotOpen, is_piloting, playable_experiment
 from games.identity import participant_from, remember
 from games.models import Experiment, Image, Round
+from games.partner import evolution_status
 from games.services.moderation import can_moderate
 from games.services.participants import (
     ConsentRequired,
@@ -125,7 +126,9 @@ def play(request: HttpRequest, slug: str) -> HttpResponse:
             "results": reverse("games:results", args=[slug]),
         },
     }
-    return render(request, "games/play.html", {"experiment": experiment, "config": config, "pilot": pilot})
+    # The generation of the partner and how soon it evolves (docs/evolution.md), as the original ClickMe.ai showed.
+    context = {"experiment": experiment, "config": config, "pilot": pilot, "evolution": evolution_status(experiment)}
+    return render(request, "games/play.html", context)
 
 
 @require_GET
