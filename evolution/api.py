@@ -46,7 +46,7 @@ def _version(experiment: Experiment, version: str | None) -> PartnerModelVersion
 class PartnerVersionsApi(APIView):
     """The experiment's partner: its versions with their lineage and numbers, the gate's decisions, the generations."""
 
-    @extend_schema(responses=PartnerVersionSerializer(many=True))
+    @extend_schema(operation_id="partner_versions_list", responses=PartnerVersionSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
         experiment = visible_experiment(request.user, slug)
         versions = PartnerModelVersion.objects.filter(partner_id=experiment.partner_id).select_related(
@@ -63,7 +63,8 @@ class PartnerVersionsApi(APIView):
             "generations": GenerationSerializer(generations.order_by("number"), many=True).data,
         })  # fmt: skip
 
-    @extend_schema(request=PartnerVersionCreateSerializer, responses={201: PartnerVersionSerializer})
+    @extend_schema(operation_id="partner_versions_register", request=PartnerVersionCreateSerializer,
+                   responses={201: PartnerVersionSerializer})  # fmt: skip
     def post(self, request: Request, slug: str) -> Response:
         experiment = changeable_experiment(request.user, slug)
         payload = PartnerVersionCreateSerializer(data=request.data)
@@ -80,7 +81,8 @@ class PartnerVersionsApi(APIView):
 class PromoteApi(APIView):
     """Send a version live: `gate` through the experiment's promotion gate, `promote` by hand with a reason."""
 
-    @extend_schema(request=ReasonSerializer, responses=DecisionSerializer)
+    @extend_schema(operation_id="partner_version_gate_or_promote", request=ReasonSerializer,
+                   responses=DecisionSerializer)  # fmt: skip
     def post(self, request: Request, slug: str, version: str, action: str) -> Response:
         if action not in ("gate", "promote"):
             raise Http404("no such action: gate or promote")
@@ -102,7 +104,7 @@ class PromoteApi(APIView):
 class RollBackApi(APIView):
     """Send the version live before (or `to`) live again, with a reason (in the audit log)."""
 
-    @extend_schema(request=ReasonSerializer, responses=DecisionSerializer)
+    @extend_schema(operation_id="partner_roll_back", request=ReasonSerializer, responses=DecisionSerializer)
     def post(self, request: Request, slug: str) -> Response:
         experiment = changeable_experiment(request.user, slug)
         payload = ReasonSerializer(data=request.data)
