@@ -6,11 +6,13 @@ import io
 import os
 import socket
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from celery._state import _set_task_join_will_block
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from evolution import services
 from evolution.models import Generation
@@ -19,7 +21,8 @@ from games.partner import evolution_status
 from games.partner_process import serve_partner, wait_until_ready
 from maps.heatmap import MapParameters
 from maps.models import Export
-from maps.services import rebuild_maps
+from maps.services import build_click_map, rebuild_maps
+from maps.tests.factories import scored_round
 from model_server.client import PartnerClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,6 +155,53 @@ def test_a_generation_that_fails_leaves_the_live_partner_and_says_why(demo: Expe
     assert generation.status == "failed" and generation.finished_at is not None and generation.candidate is None
     live.refresh_from_db()
     assert live.is_active and PartnerModelVersion.objects.count() == 1
+
+
+def mapped(experiment: Experiment) -> None:
+    """One image of the study with a map of five participants, played a minute ago (so the export takes it)."""
+    image = experiment.image_set.images.order_by("pk").first()
+    for offset in range(5):
+        scored_round(
+            experiment=experiment, image=image, clicks=[(100 + step + offset, 120) for step in range(0, 40, 4)]
+        )
+    earlier = timezone.now() - timedelta(minutes=2)
+    Round.objects.update(started_at=earlier, submitted_at=earlier + timedelta(seconds=5),
+                         scored_at=earlier + timedelta(seconds=6))  # fmt: skip
+    build_click_map(experiment_id=experiment.pk, image_id=image.pk)
+
+
+def test_a_training_step_that_fails_is_named_with_its_last_log_line_and_the_live_partner_stays(
+    demo: Experiment, tmp_path: Path
+) -> None:
+    live = PartnerModelVersion.objects.create(partner=demo.partner, version="gen0", checkpoint=str(tmp_path / "x.pt"),
+                                              classes=[], status="live", is_active=True)  # fmt: skip
+    mapped(demo)
+    demo.evolve_train_args = ["--arch", "no-such-arch"]
+    demo.save()
+    generation = services.run_generation(services.start_generation(demo))
+    assert generation.status == "failed" and generation.export is not None
+    assert generation.reason.startswith("StepFailed: training exited with")
+    assert "no-such-arch" in generation.reason and "train.log" in generation.reason
+    assert (Path(generation.directory) / "train.log").exists() and generation.candidate is None
+    live.refresh_from_db()
+    assert live.is_active and PartnerModelVersion.objects.count() == 2  # gen0 and the rounds' "test" version
+
+
+def test_an_interrupted_generation_says_so_and_the_interruption_goes_on(demo: Experiment, tmp_path: Path,
+                                                                      monkeypatch) -> None:  # fmt: skip
+    PartnerModelVersion.objects.create(partner=demo.partner, version="gen0", checkpoint=str(tmp_path / "x.pt"),
+                                       classes=[], status="live", is_active=True)  # fmt: skip
+    mapped(demo)
+
+    def interrupted(name: str, command: list[str], log: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(services, "_run_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        services.evolve(demo)
+    (generation,) = Generation.objects.all()
+    assert generation.status == "failed" and generation.reason == "interrupted (KeyboardInterrupt)"
+    assert PartnerModelVersion.objects.get(version="gen0").is_active
 
 
 def test_one_generation_at_a_time_and_an_interrupted_one_is_reaped(demo: Experiment, tmp_path: Path) -> None:
