@@ -11,7 +11,7 @@ TEST_SECRET_KEY := test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
 MODEL_SERVER_URL ?= http://127.0.0.1:$(MODEL_PORT)
 export PORT MODEL_PORT MODEL_SERVER_URL
 
-.PHONY: install run test lint bench load chaos prod-local clean cotrain-demo promotion-bench
+.PHONY: install run test lint bench load chaos prod-local clean cotrain-demo promotion-bench evolve-demo
 
 install: $(VENV)/.installed
 
@@ -89,6 +89,12 @@ prod-local: install $(DEMO_CHECKPOINT)
 COTRAIN_ARGS ?=
 cotrain-demo: install
 	$(PY) -m bench.cotrain_demo $(COTRAIN_ARGS)
+
+# The partner evolves (docs/evolution.md): generation 0 trained on the cue images, then per generation simulated
+# players through the game's HTTP API, evolve_partner (export, co-train, evaluate, gate, promote); var/evolve-demo/results.md.
+EVOLVE_ARGS ?=
+evolve-demo: install
+	$(PY) -m bench.evolve_demo $(EVOLVE_ARGS)
 
 clean:
 	rm -rf var staticfiles
