@@ -87,6 +87,7 @@ def active_version(url: str, name: str) -> str:
         return client.metadata(name)["active_version"]
 
 
+@pytest.mark.slow
 def test_two_generations_co_train_from_played_maps_and_each_round_records_who_played_it(
     live_server, eager_tasks: None, demo: Experiment, settings, tmp_path: Path, monkeypatch
 ) -> None:
