@@ -11,7 +11,7 @@ TEST_SECRET_KEY := test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz
 MODEL_SERVER_URL ?= http://127.0.0.1:$(MODEL_PORT)
 export PORT MODEL_PORT MODEL_SERVER_URL
 
-.PHONY: install run test lint bench load chaos prod-local clean cotrain-demo
+.PHONY: install run test lint bench load chaos prod-local clean cotrain-demo promotion-bench evolve-demo
 
 install: $(VENV)/.installed
 
@@ -58,6 +58,11 @@ bench: install .env $(DEMO_CHECKPOINT)
 	$(PY) manage.py bench_game
 	$(PY) manage.py bench_maps
 	$(PY) manage.py bench_exports
+	$(PY) -m bench.promotion_load --checkpoint $(DEMO_CHECKPOINT)
+
+# Promoting the partner while clients ask for guesses without pause: zero failed requests expected (docs/evolution.md).
+promotion-bench: install $(DEMO_CHECKPOINT)
+	$(PY) -m bench.promotion_load --checkpoint $(DEMO_CHECKPOINT)
 
 # Real-time players ramped up against the production stack on this machine (bench/, docs/load-testing.md).
 # A benchmark, never a timed test: prints players, rounds/s, guess p50/p99, errors, CPU per round per process, floor ratio.
@@ -84,6 +89,12 @@ prod-local: install $(DEMO_CHECKPOINT)
 COTRAIN_ARGS ?=
 cotrain-demo: install
 	$(PY) -m bench.cotrain_demo $(COTRAIN_ARGS)
+
+# The partner evolves (docs/evolution.md): generation 0 trained on the cue images, then per generation simulated
+# players through the game's HTTP API, evolve_partner (export, co-train, evaluate, gate, promote); var/evolve-demo/results.md.
+EVOLVE_ARGS ?=
+evolve-demo: install
+	$(PY) -m bench.evolve_demo $(EVOLVE_ARGS)
 
 clean:
 	rm -rf var staticfiles

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "games",
     "maps",
+    "evolution",
 ]
 MIDDLEWARE = [
     "clickme_site.health.HealthCheckMiddleware",
@@ -165,6 +166,10 @@ EXPORT_SETTLE_SECONDS = env_int("EXPORT_SETTLE_SECONDS", 10, minimum=0)
 EXPORT_MAX_RUNNING = env_int("EXPORT_MAX_RUNNING", 2, minimum=0)
 EXPORT_MAX_PER_DAY = env_int("EXPORT_MAX_PER_DAY", 20, minimum=0)
 EXPORT_RETENTION_DAYS = env_int("EXPORT_RETENTION_DAYS", 30, minimum=0)
+# The partner's generations (docs/evolution.md): their images, checkpoints and logs, on storage the model
+# server reads too (it loads a promoted checkpoint by this path); how long one may train and evaluate.
+EVOLUTION_ROOT = env.path("EVOLUTION_ROOT", default=BASE_DIR / "var" / "evolution")
+EVOLUTION_STEP_TIMEOUT_S = env_int("EVOLUTION_STEP_TIMEOUT_S", 6 * 3600, minimum=1)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -235,6 +240,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("MAP_SWEEP_EVERY_S", 60, minimum=1)),
     },
     "delete-expired-exports": {"task": "maps.tasks.delete_expired_exports_task", "schedule": 3600.0},
+    "start-due-generations": {  # starts `evolve_partner` processes, never trains in the worker (docs/evolution.md)
+        "task": "evolution.tasks.start_due_generations_task",
+        "schedule": float(env_int("EVOLUTION_SWEEP_EVERY_S", 300, minimum=1)),
+    },
 }
 CACHES: dict[str, Any] = {
     "default": (

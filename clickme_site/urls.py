@@ -21,6 +21,8 @@ admin.site.site_title = "ClickMe"
 urlpatterns = [
     path("", include("games.urls")),
     path("", include("maps.urls")),
+    # The partner versions' researcher API (docs/evolution.md); not yet described in the OpenAPI schema.
+    path("", include("evolution.urls")),
     # The OpenAPI schema of the researcher API only: the game's API is for the browser, not for clients.
     path("api/schema/", SpectacularAPIView.as_view(patterns=api_urlpatterns), name="api-schema"),
     path("admin/", admin.site.urls),

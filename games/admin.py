@@ -125,8 +125,10 @@ class ImageAdmin(ModeratedAdmin):
 class PartnerModelVersionInline(admin.TabularInline):
     model = PartnerModelVersion
     extra = 0
-    fields = ["version", "checkpoint", "architecture", "is_active", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = ["version", "checkpoint", "architecture", "status", "generation", "parent", "accuracy_revealed",
+              "alignment", "is_active", "created_at"]  # fmt: skip
+    # A version goes live only through the gate or a promotion with a reason (docs/evolution.md), never a tick here.
+    readonly_fields = ["status", "generation", "parent", "accuracy_revealed", "alignment", "is_active", "created_at"]
 
 
 @admin.register(PartnerModel)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
 
-from games.models import PartnerModel, PartnerModelVersion
+from games.models import Experiment, PartnerModel, PartnerModelVersion
 from model_server.client import PartnerClient
 
 # One client per process and configuration, kept for the life of the process, so that guesses
@@ -58,10 +58,31 @@ def probe_client() -> Iterator[PartnerClient]:
 
 def record_version(*, partner: PartnerModel, version: str, classes: list[str] | None = None) -> PartnerModelVersion:
     """The row of the partner version the model server named, created the first time it is seen."""
-    row, _ = PartnerModelVersion.objects.get_or_create(
-        partner=partner, version=version, defaults={"checkpoint": "", "classes": classes or []}
-    )
+    # A version registered here (games/services/partners.py) is found by its name; any other the
+    # server serves (loaded by hand) is kept as unregistered, so its guesses still say who made them.
+    unregistered = {"checkpoint": "", "classes": classes or [], "status": PartnerModelVersion.Status.UNREGISTERED}
+    row, _ = PartnerModelVersion.objects.get_or_create(partner=partner, version=version, defaults=unregistered)
     return row
+
+
+@contextmanager
+def admin_client() -> Iterator[PartnerClient]:
+    """A client for the model server's repository endpoints (load, activate), with the admin token.
+
+    Loading a checkpoint reads and builds a network, which takes seconds: a long timeout, no retry
+    (a load that timed out may still finish; the caller checks the server's answer instead).
+    """
+    client = PartnerClient(settings.MODEL_SERVER_URL, timeout=120.0, retries=0,
+                           admin_token=settings.MODEL_SERVER_ADMIN_TOKEN)  # fmt: skip
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def forget_classes(name: str) -> None:
+    """Drop the cached class list of a partner (a new version went live in this process)."""
+    _classes.pop((settings.MODEL_SERVER_URL, name), None)
 
 
 CLASSES_TTL_S = 60.0  # a newly activated partner version is picked up within a minute
@@ -81,3 +102,21 @@ def partner_classes(name: str) -> list[str]:
         classes = list(client.metadata(name)["classes"])
     _classes[key] = (time.monotonic(), classes)
     return classes
+
+
+# How many more maps before the experiment's partner evolves: the evolution app's to say (it counts
+# maps, which games cannot see), registered by EvolutionConfig.ready() as maps registers the consensus.
+_maps_until_next: Callable[[Experiment], int | None] | None = None
+
+
+def set_evolution_provider(provider: Callable[[Experiment], int | None] | None) -> None:
+    """Register the function that says how many new maps remain before an experiment's next generation."""
+    global _maps_until_next
+    _maps_until_next = provider
+
+
+def evolution_status(experiment: Experiment) -> dict[str, int | None]:
+    """What the game page shows: the live partner's generation and the maps left before the next one."""
+    live = PartnerModelVersion.objects.filter(partner_id=experiment.partner_id, is_active=True).first()
+    until = _maps_until_next(experiment) if _maps_until_next is not None and experiment.evolve_every_maps else None
+    return {"generation": live.generation if live is not None else None, "maps_until_next": until}

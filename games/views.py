@@ -15,6 +15,7 @@ from games.access import StudyNotOpen, is_piloting, playable_experiment
 from games.admission import admission_wait
 from games.identity import participant_from, remember
 from games.models import Experiment, Image, Round
+from games.partner import evolution_status
 from games.services.moderation import can_moderate
 from games.services.participants import (
     ConsentRequired,
@@ -131,7 +132,9 @@ def play(request: HttpRequest, slug: str) -> HttpResponse:
             "results": reverse("games:results", args=[slug]),
         },
     }
-    return render(request, "games/play.html", {"experiment": experiment, "config": config, "pilot": pilot})
+    # The generation of the partner and how soon it evolves (docs/evolution.md), as the original ClickMe.ai showed.
+    context = {"experiment": experiment, "config": config, "pilot": pilot, "evolution": evolution_status(experiment)}
+    return render(request, "games/play.html", context)
 
 
 @require_GET

@@ -7,11 +7,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, IntegerField, Max, Min, OuterRef, Prefetch, QuerySet, Subquery, Value
+from django.db.models import Count, IntegerField, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from games.models import Experiment, Image, Round
+from games.models import Experiment, Image, PartnerModelVersion, PromotionDecision, Round
 from maps.models import ClickMap
 from maps.reliability import OVERLAP_LABELS
 from maps.services import experiment_parameters, reliability_warnings
@@ -224,3 +224,19 @@ def gallery_images(experiment: Experiment) -> QuerySet[Image]:
         .order_by("-map_participants", "pk")
         .prefetch_related(Prefetch("click_maps", maps, to_attr="experiment_maps"))
     )
+
+
+def partner_generations(experiment: Experiment) -> dict:
+    """The partner's versions by generation: lineage, evaluation, status, rounds played against each; the decisions.
+
+    The rounds column counts this experiment's rounds scored by the version (docs/evolution.md).
+    """
+    rounds = Count("rounds", filter=Q(rounds__experiment=experiment))
+    versions = (
+        PartnerModelVersion.objects.filter(partner_id=experiment.partner_id)
+        .select_related("parent")
+        .annotate(round_count=rounds)
+        .order_by("generation", "created_at")
+    )
+    decisions = PromotionDecision.objects.filter(experiment=experiment).select_related("candidate", "live", "actor")
+    return {"versions": list(versions), "decisions": list(decisions[:20]), "every": experiment.evolve_every_maps}

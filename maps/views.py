@@ -87,6 +87,7 @@ def _detail_context(request: HttpRequest, experiment: Experiment, problems: list
         "rounds_chart": dashboard.rounds_per_day(experiment),
         "participants_chart": dashboard.active_participants_per_day(experiment),
         "reliability": dashboard.reliability_summary(experiment),
+        "partner": dashboard.partner_generations(experiment),
         "gallery": Paginator(dashboard.gallery_images(experiment), GALLERY_PAGE).get_page(request.GET.get("page")),
         "exports": experiment.exports.select_related("created_by")[:RECENT_EXPORTS],
         "formats": [(fmt.name, fmt.label, not fmt.lab) for fmt in EXPORT_FORMATS],

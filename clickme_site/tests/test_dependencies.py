@@ -35,6 +35,9 @@ DEFERRED_IMPORTS = {
     ("maps/export_jobs.py", "maps"): "pyarrow and h5py load in the workers that write exports, not in web processes",
     ("maps/export_jobs.py", "maps.export_writers"): "pyarrow and h5py, as above",
     ("maps/exports.py", "maps"): "pyarrow and h5py, as above",
+    ("evolution/apps.py", "evolution"): "AppConfig.ready(): the task registers with Celery",
+    ("evolution/apps.py", "evolution.services"): "AppConfig.ready(): games' evolution provider, once models are loaded",
+    ("evolution/apps.py", "games.partner"): "AppConfig.ready(): registers the provider with games",
 }
 CYCLE_WORDS = ("cycle", "circular", "not at top", "imports this", "imports that", "imports services", "imports games")
 
@@ -84,13 +87,19 @@ def test_the_model_server_imports_neither_django_nor_the_site_apps() -> None:
     assert found == [], "model_server stays free of Django and the site:\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize("app", ["games", "maps", "model_server"])
+@pytest.mark.parametrize("app", ["games", "maps", "model_server", "evolution"])
 def test_the_product_never_imports_the_tools(app: str) -> None:
     found = [hit for path in python_files(app, skip=NOT_PRODUCT) for hit in imports_of(path, TOOLS)]
     assert found == [], "benchmarks and simulation live in bench/ and devtools/, used by commands:\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize("app", ["games", "maps"])
+def test_neither_games_nor_maps_imports_evolution() -> None:
+    found = [hit for app in ("games", "maps") for path in python_files(app, skip=PRODUCT)
+             for hit in imports_of(path, ("evolution",))]  # fmt: skip
+    assert found == [], "evolution depends on maps and games, never the reverse:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("app", ["games", "maps", "evolution"])
 def test_no_import_inside_a_function_dodges_a_cycle(app: str) -> None:
     dodges = [
         f"{path.relative_to(ROOT)}:{line} {text.strip()}"
@@ -104,7 +113,7 @@ def test_no_import_inside_a_function_dodges_a_cycle(app: str) -> None:
 def test_every_import_inside_a_function_is_listed_with_its_reason() -> None:
     found = {
         (str(path.relative_to(ROOT)), module)
-        for app in ("games", "maps")
+        for app in ("games", "maps", "evolution")
         for path in python_files(app, skip=PRODUCT)
         for module, _, _ in deferred_imports(path)
     }

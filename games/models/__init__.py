@@ -13,6 +13,7 @@ from games.models.experiments import (
     PartnerModelVersion,
 )
 from games.models.moderation import ModerationAction, QualityFlag
+from games.models.partners import PromotionDecision
 from games.models.play import Click, Consent, Participant, PartnerGuess, PlaySession, Round
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PartnerModel",
     "PartnerModelVersion",
     "PlaySession",
+    "PromotionDecision",
     "QualityFlag",
     "Round",
 ]

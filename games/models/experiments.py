@@ -139,7 +139,19 @@ class PartnerModel(models.Model):
 
 
 class PartnerModelVersion(models.Model):
-    """One checkpoint of a partner: kept so every guess records which network made it."""
+    """One checkpoint of a partner: kept so every guess records which network made it, with its lineage.
+
+    A version is registered (`games/services/partners.register_version`) as a candidate, goes live
+    only through the promotion gate or a researcher's promotion, and is retired when another goes
+    live (docs/evolution.md). `is_active` is the live one, as the model server answers with it.
+    """
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "candidate"
+        LIVE = "live", "live"
+        RETIRED = "retired", "retired"
+        FAILED = "failed", "failed (refused by the gate, or broken)"
+        UNREGISTERED = "unregistered", "named by the model server, never registered"
 
     partner = models.ForeignKey(PartnerModel, on_delete=models.PROTECT, related_name="versions")
     version = models.CharField(max_length=100)
@@ -150,10 +162,37 @@ class PartnerModelVersion(models.Model):
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Lineage: what it learnt from. The export is maps' (games never imports maps), so its id is kept
+    # as a number, with the dataset version that names its content.
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    status_reason = models.TextField(blank=True, help_text="Why it has its status (the gate's decision, a reason).")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children",
+        help_text="The version it was fine-tuned from (train --init).",
+    )  # fmt: skip
+    generation = models.PositiveIntegerField(default=0, help_text="0 for a partner trained elsewhere; parent's + 1.")
+    export_id = models.PositiveIntegerField(null=True, blank=True, help_text="The maps export it was trained on.")
+    dataset_version = models.CharField(max_length=64, blank=True, help_text="That export's dataset version.")
+    # Evaluation on an experiment's held-out images (model_server.evaluate); the whole result is in metrics.
+    accuracy = models.FloatField(null=True, blank=True, help_text="Top-1 on whole held-out images.")
+    accuracy_revealed = models.FloatField(
+        null=True, blank=True, help_text="Top-1 with the game's reveal, mean over the bubble counts evaluated."
+    )
+    alignment = models.FloatField(null=True, blank=True, help_text="Spearman with the human maps / ceiling.")
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="partner_versions"
+    )
+    live_since = models.DateTimeField(null=True, blank=True, help_text="When it last went live.")
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["partner", "version"], name="partner_version_unique"),
             models.UniqueConstraint(fields=["partner"], condition=Q(is_active=True), name="partner_one_active_version"),
+            models.CheckConstraint(
+                condition=Q(is_active=True, status="live") | (Q(is_active=False) & ~Q(status="live")),
+                name="partner_live_is_active",
+            ),
+            models.CheckConstraint(condition=~Q(parent=F("pk")), name="partner_version_not_own_parent"),
         ]
 
     def __str__(self) -> str:
@@ -234,6 +273,20 @@ class Experiment(models.Model):
         default=True, help_text="Whether a skipped picture counts towards the rounds a participant must complete."
     )
 
+    # The partner evolves (docs/evolution.md): a new generation every N new maps, through the promotion gate.
+    evolve_every_maps = models.PositiveIntegerField(
+        default=0, help_text="Co-train a new partner generation every this many new maps; 0: never."
+    )
+    promotion_accuracy_margin = models.FloatField(
+        default=0.02, help_text="How much lower (0..1) a candidate's accuracy with the reveal may be than the live's."
+    )
+    promotion_alignment_margin = models.FloatField(
+        default=0.0, help_text="How much lower a candidate's alignment may be than the live one's (0: not lower)."
+    )
+    evolve_train_args = models.JSONField(
+        default=list, blank=True, help_text="Extra `model_server.train` flags for each generation, e.g. its arch."
+    )
+
     # Consent and recruitment.
     consent_version = models.CharField(max_length=32, default="1")
     consent_text = models.TextField(blank=True)
@@ -269,6 +322,11 @@ class Experiment(models.Model):
                 condition=Q(recognition_min_probability__isnull=True)
                 | Q(recognition_min_probability__gte=0, recognition_min_probability__lte=1),
                 name="exp_recognition_min_probability",
+            ),
+            models.CheckConstraint(
+                condition=Q(promotion_accuracy_margin__gte=0, promotion_accuracy_margin__lte=1)
+                & Q(promotion_alignment_margin__gte=0, promotion_alignment_margin__lte=1),
+                name="exp_promotion_margins",
             ),
         ]
 

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from games.models.experiments import Image
+from games.models.experiments import Image, PartnerModelVersion
 from games.models.play import Participant, PlaySession, Round
 
 
@@ -51,13 +51,20 @@ class ModerationAction(models.Model):
         REJECT_IMAGE = "reject_image", "reject image"
         RESTORE_IMAGE = "restore_image", "restore image"
 
+    class PartnerKind(models.TextChoices):
+        """A researcher's action on the live partner (games/services/partners.py), in the same log."""
+
+        PROMOTE_PARTNER = "promote_partner", "promote partner version"
+        ROLL_BACK_PARTNER = "roll_back_partner", "roll back partner version"
+
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="moderation_actions")
-    kind = models.CharField(max_length=32, choices=Kind.choices)
+    kind = models.CharField(max_length=32, choices=Kind.choices + PartnerKind.choices)
     reason = models.TextField()
     participant = models.ForeignKey(Participant, null=True, blank=True, on_delete=models.PROTECT)
     session = models.ForeignKey(PlaySession, null=True, blank=True, on_delete=models.PROTECT)
     round = models.ForeignKey(Round, null=True, blank=True, on_delete=models.PROTECT)
     image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.PROTECT)
+    partner_version = models.ForeignKey(PartnerModelVersion, null=True, blank=True, on_delete=models.PROTECT)
     details = models.JSONField(default=dict, blank=True, help_text="What changed, e.g. rounds affected.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -69,7 +76,8 @@ class ModerationAction(models.Model):
                 condition=Q(participant__isnull=False)
                 | Q(session__isnull=False)
                 | Q(round__isnull=False)
-                | Q(image__isnull=False),
+                | Q(image__isnull=False)
+                | Q(partner_version__isnull=False),
                 name="moderation_has_target",
             ),
         ]

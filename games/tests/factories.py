@@ -81,6 +81,9 @@ class PartnerModelVersionFactory(factory.django.DjangoModelFactory):
     partner = factory.SubFactory(PartnerModelFactory)
     version = factory.Sequence(lambda n: f"v{n}")
     checkpoint = "checkpoints/partner.pt"
+    is_active = False
+    # The active version is the live one (the constraint partner_live_is_active).
+    status = factory.LazyAttribute(lambda row: "live" if row.is_active else "candidate")
 
 
 class ExperimentFactory(factory.django.DjangoModelFactory):
