@@ -83,10 +83,10 @@ class MapItem:
 
     def __init__(
         self, facts: dict[str, Any], *, heatmap: Callable[[], np.ndarray], raw: Callable[[], np.ndarray] | None = None,
-        overlay: Callable[[], bytes] | None = None,
+        overlay: Callable[[], bytes] | None = None, crop: Callable[[], np.ndarray] | None = None,
     ) -> None:  # fmt: skip
         self.facts = facts
-        self._load = {"heatmap": heatmap, "raw": raw, "overlay": overlay}
+        self._load = {"heatmap": heatmap, "raw": raw, "overlay": overlay, "crop": crop}
 
     @functools.cached_property
     def heatmap(self) -> np.ndarray:
@@ -102,6 +102,11 @@ class MapItem:
     def overlay(self) -> bytes:
         """A PNG of the map over its image."""
         return self._load["overlay"]()
+
+    @functools.cached_property
+    def crop(self) -> np.ndarray:
+        """The image's 256x256 crop as players saw it, uint8 (256, 256, 3)."""
+        return self._load["crop"]()
 
 
 def click_batch(page: RoundsPage) -> pa.RecordBatch:
@@ -282,6 +287,22 @@ class MapsHdf5Writer:
         for name, value in attrs.items():
             if value is not None:  # HDF5 attributes have no null
                 group.attrs[name] = value
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class CropsHdf5Writer:
+    """crops.h5: `images/<key>`, the uint8 (256, 256, 3) crop of each mapped image, keyed as maps.h5 is."""
+
+    def __init__(self, path: Path, context: WriteContext) -> None:
+        self._file = h5py.File(path, "w", track_order=True)
+        self._group = self._file.create_group("images", track_order=True)
+
+    def write(self, item: MapItem) -> None:
+        facts = item.facts
+        dataset = self._group.create_dataset(facts["key"], data=item.crop, compression="gzip", shuffle=True)
+        dataset.attrs["name"], dataset.attrs["class"] = facts["image"], facts["class"]
 
     def close(self) -> None:
         self._file.close()

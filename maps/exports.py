@@ -21,7 +21,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import numpy as np
 from django.db.models import Count, Q, QuerySet
+from PIL import Image as PILImage
 
 from games.models import IMAGE_SIZE, Category, Click, Image, Round
 from maps.heatmap import SELECTIONS
@@ -69,6 +71,13 @@ EXPORT_FORMATS = (
         "name; keys escape '/' as %2F (maps_index.csv says which image each key is)",
     ),
     ExportFormat("overlays_png", "overlays.zip", "Overlays (PNG zip)", "maps", "OverlaysZipWriter"),
+    # What training needs beside the maps, so `model_server.train --maps EXPORT_DIR` runs on the
+    # export alone (docs/training.md, "Data").
+    ExportFormat(
+        "crops_hdf5", "crops.h5", "Image crops for training (HDF5)", "maps", "CropsHdf5Writer",
+        doc="images/<key>: the 256x256 RGB crop players saw (uint8, height x width x 3) of every image with a "
+        "map, under the same keys as maps.h5, with attributes name and class",
+    ),
     # For serre-lab's scripts as they are (docs/maps-and-reliability.md): unscaled maps, their HDF5
     # layout and key naming, and one row per trial in the click notation their current parser reads.
     ExportFormat(
@@ -308,7 +317,14 @@ def _map_item(writers: ModuleType, click_map: ClickMap) -> Any:
         heatmap=functools.partial(heatmap_array, click_map),
         raw=functools.partial(raw_map_array, click_map),
         overlay=functools.partial(overlay_png, click_map),
+        crop=functools.partial(crop_array, click_map.image),
     )
+
+
+def crop_array(image: Image) -> np.ndarray:
+    """The 256x256 RGB crop players saw, as uint8 (256, 256, 3)."""
+    with image.crop.open("rb") as handle, PILImage.open(handle) as picture:
+        return np.asarray(picture.convert("RGB"), dtype=np.uint8)
 
 
 def _check_lab_keys(export: Export, rounds: QuerySet[Round]) -> None:

@@ -7,8 +7,9 @@ class). Maps are centre-cropped to the 224 pixels the partner sees, as every ite
 
 Images come from ``--images DIR`` (the image set: files found by their export name, their file
 name or their stem, anywhere below DIR; the parent folder names the class of an image no map
-names), or from an ``images/<key>`` uint8 (256, 256, 3) dataset in ``maps.h5`` when an export
-carries its crops. Images without a map still train the classifier (``has_map`` False).
+names), or from an ``images/<key>`` uint8 (256, 256, 3) dataset in ``maps.h5`` or in ``crops.h5``
+beside it, when an export carries its crops (the export format ``crops_hdf5``): then no
+``--images`` is needed. Images without a map still train the classifier (``has_map`` False).
 
 The train/validation split is by image and seeded: an image is held out when the hash of
 ``(seed, name)`` falls below ``val_fraction``, so it is the same on every machine and run, and it
@@ -17,6 +18,7 @@ stays put when images are added to the set.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import zipfile
@@ -33,6 +35,7 @@ from model_server.data import IMAGE_SUFFIXES, MASK_SUFFIX, Item, crop_pixels
 from model_server.reveal import centre_crop
 
 HDF5_NAME, NPZ_NAME, INDEX_NAME = "maps.h5", "maps.npz", "maps_index.csv"
+CROPS_NAME = "crops.h5"  # the site's "crops_hdf5" format: images/<key>, the same keys as maps.h5
 SPLITS = ("train", "val", "all")
 
 
@@ -49,12 +52,17 @@ def read_maps(export: Path) -> tuple[dict[str, tuple[str, np.ndarray]], dict[str
         import h5py  # only HDF5 exports need it
 
         maps, crops = {}, {}
-        with h5py.File(export / HDF5_NAME, "r") as file:
+        with contextlib.ExitStack() as files:
+            file = files.enter_context(h5py.File(export / HDF5_NAME, "r"))
+            # The crops come in maps.h5 itself or beside it in crops.h5 (the site's "crops_hdf5" format).
+            carried = file.get("images")
+            if carried is None and (export / CROPS_NAME).exists():
+                carried = files.enter_context(h5py.File(export / CROPS_NAME, "r"))["images"]
             for key, group in file["clickmaps"].items():
                 name = str(group.attrs.get("name", key))
                 maps[name] = (str(group.attrs["class"]), np.asarray(group["clickmap"], dtype=np.float32))
-                if "images" in file and key in file["images"]:
-                    crops[name] = np.asarray(file["images"][key], dtype=np.uint8)
+                if carried is not None and key in carried:
+                    crops[name] = np.asarray(carried[key], dtype=np.uint8)
         return maps, crops
     if (export / NPZ_NAME).exists():
         with (export / INDEX_NAME).open(newline="", encoding="utf-8") as handle:

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from django.conf import settings
 from django.utils import timezone
+from PIL import Image
 
 from games.models import Round
 from games.tests.factories import ExperimentFactory, UserFactory
@@ -25,6 +26,8 @@ from maps.export_tasks import export_dataset_task
 from maps.models import ClickMap, Export
 from maps.services import heatmap_array
 from maps.tests.export_data import ADDRESS_HASH, PANEL_ID, USER_AGENT, Played, add_round, play_experiment
+from model_server import train
+from model_server.export_data import ExportDataset
 
 pytestmark = pytest.mark.django_db
 EVERY_FORMAT = ["clicks_csv", "clicks_parquet", "points_coco", "maps_npz", "maps_hdf5", "overlays_png"]
@@ -265,3 +268,21 @@ def test_the_task_records_a_failure_from_anywhere(played: Played) -> None:
         export_dataset_task.apply(args=[export.pk], throw=False)  # as a worker runs it: failures go to on_failure
     export.refresh_from_db()
     assert export.status == Export.Status.FAILED and export.error == "ValueError: broken"
+
+
+def test_an_export_with_its_crops_is_a_training_set_on_its_own(played: Played, tmp_path: Path) -> None:
+    export = export_of(played, ["maps_hdf5", "crops_hdf5"])
+    with h5py.File(export_path(export, "crops.h5"), "r") as crops:
+        assert sorted(crops["images"]) == ["beagle_01.JPEG", "tabby_cat_01.JPEG"]
+        crop = crops["images/beagle_01.JPEG"]
+        assert (crop.dtype, crop.shape, crop.attrs["class"]) == (np.uint8, (256, 256, 3), "beagle")
+        image = played.experiment.image_set.images.get(name="beagle_01.JPEG")
+        with image.crop.open("rb") as handle:
+            np.testing.assert_array_equal(crop[()], np.asarray(Image.open(handle).convert("RGB")))
+    directory = export_path(export, "maps.h5").parent
+    dataset = ExportDataset(directory, split="all")  # no --images: the pixels come from the export
+    assert len(dataset) == 2 and all(bool(dataset[i][3]) for i in range(2))
+    flags = ["--epochs", "1", "--batch-size", "2", "--threads", "1", "--eval-bubbles", "10", "--val-fraction", "0"]
+    out = train.main(["--maps", str(directory), "--cotrain", *flags, "--widths", "4", "8", "8", "8",
+                      "--out", str(tmp_path / "from-export.pt")])  # fmt: skip
+    assert out.exists()
