@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30, help="generation 0's epochs")
     parser.add_argument("--evolve-epochs", type=int, default=15, help="each generation's epochs")
     parser.add_argument("--batch-size", type=int, default=8, help="each generation's (the played images are few)")
-    parser.add_argument("--map-weight", type=float, default=50.0)
+    parser.add_argument("--map-weight", type=float, default=DemoConfig.map_weight)
     parser.add_argument("--margin", type=float, default=0.05, help="promotion_accuracy_margin of the study")
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args(argv)
@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     images = args.mapped_per_class * len(args.classes)
     rounds = min(images, 20)
     train_args = [*model, "--epochs", str(args.evolve_epochs), "--batch-size", str(args.batch_size),
-                  "--lr", str(config.lr / 4), "--map-weight", str(args.map_weight)]  # fmt: skip
+                  "--lr", str(config.lr / 4), "--map-weight", str(args.map_weight),
+                  # the shortcut demonstration's co-training: the gate loss, gates trained by the maps alone
+                  "--map-loss", config.map_loss, "--gate-learns-from", config.gate_learns_from]  # fmt: skip
     script = STUDY_SCRIPT.format(slug=STUDY, partner=PARTNER, rounds=rounds, every=images, margin=args.margin,
                                  train_args=train_args)  # fmt: skip
     manage(env, log, "shell", "-c", script)
