@@ -60,7 +60,7 @@ class DemoConfig:
     # gates trained by that loss alone, so the classifier cannot reopen them over the cue
     # (docs/training.md, "The shortcut demonstration").
     map_loss: str = "gate"
-    map_weight: float = 5.0
+    map_weight: float = 1.0
     gate_learns_from: str = "maps"
     # The network: the small GALA preset at the released code's input placement, in layer1 and
     # layer2, scaled to 112 px, with gates that can shut (hard) and see a 5x5 neighbourhood.

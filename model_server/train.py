@@ -107,7 +107,7 @@ class TrainConfig:
     # "maps" (the map loss alone: the classifier cannot open a gate where people did not look,
     # which is what stops a shortcut; docs/training.md, "The shortcut demonstration").
     gate_learns_from: str = "all"
-    gate_shut_below: float = 0.3  # the gate loss shuts gates where the map is below this share of its peak
+    gate_shut_below: float = 0.05  # the gate loss shuts gates where the map is below this share of its peak
     init: str = ""  # a checkpoint of ours to fine-tune (its weights; the architecture comes from --arch)
     init_resnet: str = ""  # a torchvision-format ResNet-50 state dict; the gates start as identity
     eval_every: int = 0  # steps between held-out evaluations during training (0: only at the end)
