@@ -141,21 +141,20 @@ class Stack:
     def _admin(self):
         return psycopg.connect(f"{self.config.postgres_url}/postgres", autocommit=True)
 
-    def _create_database(self) -> None:
+    def _on_server(self, statement: str) -> None:
+        """Run one statement on the Postgres server itself (autocommit: CREATE/DROP DATABASE need it)."""
         connection = self._admin()
         try:
             with connection.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{self.database}"')
+                cursor.execute(statement)
         finally:
             connection.close()
 
+    def _create_database(self) -> None:
+        self._on_server(f'CREATE DATABASE "{self.database}"')
+
     def _drop_database(self) -> None:
-        connection = self._admin()
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-        finally:
-            connection.close()
+        self._on_server(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _manage(self, *args: str) -> None:
