@@ -174,7 +174,37 @@ def main(argv: list[str] | None = None) -> None:
     text = report(numbers, conflict, args, time.perf_counter() - started)
     (root / "results.md").write_text(text, encoding="utf-8")
     (root / "results.json").write_text(json.dumps({"numbers": numbers, "conflict": conflict}, indent=2) + "\n")
+    chart(numbers, conflict, root / "results.png")
     print(text)
+
+
+def chart(numbers: dict, conflict: dict, path: Path) -> None:
+    """results.png: per version, accuracy and alignment on the held-out and the cue-conflict images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    versions = numbers["versions"]
+    labels = [f"g{row['generation']}\n{row['status']}" for row in versions]
+    series = {
+        "held-out top-1 with the reveal": [row["accuracy_revealed"] for row in versions],
+        "held-out alignment": [row["alignment"] for row in versions],
+        "cue-conflict top-1": [conflict.get(row["version"], {}).get("top1") for row in versions],
+        "cue-conflict alignment": [conflict.get(row["version"], {}).get("alignment") for row in versions],
+    }
+    figure, axes = plt.subplots(figsize=(2 + 1.6 * len(versions), 3.6))
+    for name, values in series.items():
+        points = [(i, 100 * v) for i, v in enumerate(values) if v is not None]
+        if points:
+            axes.plot(*zip(*points, strict=True), marker="o", label=name)
+    axes.set_xticks(range(len(versions)), labels)
+    axes.set_ylabel("percent")
+    axes.set_title("The partner evolves: one point per version")
+    axes.legend(frameon=False, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def report(numbers: dict, conflict: dict, args: argparse.Namespace, wall: float) -> str:
