@@ -53,6 +53,11 @@ class ExportFormat:
     writer: str
     doc: str | None = None  # what the manifest says the file holds, beyond its columns
     lab: bool = False  # made for serre-lab's scripts as they are (docs/maps-and-reliability.md)
+    ticked: bool | None = None  # ticked on the dashboard's export form; by default, every format but the lab's
+
+    def __post_init__(self) -> None:
+        if self.ticked is None:
+            object.__setattr__(self, "ticked", not self.lab)
 
 
 # The formats, in the order their files are listed and digested (docs/running-a-study.md, "7. Export").
@@ -74,7 +79,7 @@ EXPORT_FORMATS = (
     # What training needs beside the maps, so `model_server.train --maps EXPORT_DIR` runs on the
     # export alone (docs/training.md, "Data").
     ExportFormat(
-        "crops_hdf5", "crops.h5", "Image crops for training (HDF5)", "maps", "CropsHdf5Writer",
+        "crops_hdf5", "crops.h5", "Image crops for training (HDF5)", "maps", "CropsHdf5Writer", ticked=False,
         doc="images/<key>: the 256x256 RGB crop players saw (uint8, height x width x 3) of every image with a "
         "map, under the same keys as maps.h5, with attributes name and class",
     ),

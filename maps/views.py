@@ -90,7 +90,7 @@ def _detail_context(request: HttpRequest, experiment: Experiment, problems: list
         "partner": dashboard.partner_generations(experiment),
         "gallery": Paginator(dashboard.gallery_images(experiment), GALLERY_PAGE).get_page(request.GET.get("page")),
         "exports": experiment.exports.select_related("created_by")[:RECENT_EXPORTS],
-        "formats": [(fmt.name, fmt.label, not fmt.lab) for fmt in EXPORT_FORMATS],
+        "formats": [(fmt.name, fmt.label, fmt.ticked) for fmt in EXPORT_FORMATS],
         "quota": quota_usage(request.user),
         "retention_days": settings.EXPORT_RETENTION_DAYS,
         "config": {"exports_url": reverse("maps:api-exports", args=[slug]), "poll_ms": 1000},
