@@ -2,7 +2,7 @@
 
 One round: start it, download the image, paint with `devtools.simulation.paint` (the painters of
 `simulate_players`), sleeping so that each bubble leaves at its own time (a bubble every
-`bubble_interval_ms`); every `query_every` bubbles upload the new ones and then ask for a guess,
+`bubble_interval_ms`); every `query_every` bubbles ask for a guess carrying the new bubbles,
 one guess at a time as the page does (a query point passed while a guess is pending is skipped);
 the round ends on recognition, at the time limit, or on a skip; then submit, wait for the
 points like the page's end-of-round panel, and pause before the next round. After a session's
@@ -76,7 +76,19 @@ class RealTimePlayer(HttpUser):
         if random.random() < self.panel_share:
             slug, params = "demo-panel", {"PROLIFIC_PID": uuid.uuid4().hex[:24], "STUDY_ID": "x", "SESSION_ID": "y"}
         entry = f"/play/{slug}/"
-        page = self.client.get(entry, params=params, name="entry")
+        while True:
+            with self.client.get(entry, params=params, name="entry", catch_response=True) as page:
+                if page.status_code == 503 and page.headers.get("Retry-After"):
+                    # The door is full this minute (games/admission.py): a refusal, not an error;
+                    # counted apart ("busy") and the person tries again when the page says.
+                    page.request_meta["name"] = "busy"
+                    page.success()
+                    wait = int(page.headers["Retry-After"])
+                else:
+                    wait = 0
+            if not wait:
+                break
+            time.sleep(wait)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
         if token is None:
             raise Abandon("entry")
@@ -126,8 +138,12 @@ class RealTimePlayer(HttpUser):
                 break  # the time limit comes first
             # Paint in real time: wait until the query point's bubble is placed.
             self._sleep_until(clock, trail[next_query - 1][2])
-            stored = self._upload(api, trail, stored, next_query)
-            answer = self.post(f"{api}guess/", {"bubble_count": next_query}, "guess", ok=(200, 503))
+            # The new bubbles ride along with the guess, as the page sends them (main.js partnerQueries).
+            body = {"bubble_count": next_query}
+            if stored < next_query:
+                body |= {"start_seq": stored, "clicks": [list(bubble) for bubble in trail[stored:next_query]]}
+            answer = self.post(f"{api}guess/", body, "guess", ok=(200, 503))
+            stored = int(answer.json().get("next_seq", stored))
             elapsed_ms = (time.monotonic() - clock) * 1000
             if answer.status_code == 200 and answer.json()["recognised"]:
                 outcome = "correct" if elapsed_ms <= rules.time_limit_ms else "wrong"

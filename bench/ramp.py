@@ -60,16 +60,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=45, help="Length of each stage.")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=16)
-    parser.add_argument("--conn-max-age", type=int, default=600)
+    parser.add_argument(
+        "--admission-per-minute",
+        type=int,
+        default=0,
+        help="ADMISSION_PLAYERS_PER_MINUTE of the site (0: no cap); arrivals over it get the busy page",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "load")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     cores = psutil.cpu_count() or 1
-    config = StackConfig(web_workers=args.web_workers, web_threads=args.web_threads, conn_max_age=args.conn_max_age)
+    extra = {"ADMISSION_PLAYERS_PER_MINUTE": str(args.admission_per_minute)}
+    config = StackConfig(web_workers=args.web_workers, web_threads=args.web_threads, extra_env=extra)
     rows, totals_rounds, totals_clicks, forwards = [], 0, 0, [0, 0]
     with Stack(config) as stack:
         print(f"stack up: {stack.url} (web {args.web_workers}×{args.web_threads} gthread, "
-              f"CONN_MAX_AGE {args.conn_max_age}), {cores} cores", flush=True)  # fmt: skip
+              f"admission {args.admission_per_minute or 'uncapped'} a minute), {cores} cores", flush=True)  # fmt: skip
         for users in [int(n) for n in args.stages.split(",")]:
             before_rounds, _, before_clicks, _ = count_rounds(stack)
             before_cpu, before_model = cpu_seconds(stack), model_stats(stack)
@@ -89,8 +95,9 @@ def main(argv: list[str] | None = None) -> None:
             forwards[1] += after_model["batches"] - before_model["batches"]
             guess = stats.get("guess", {})
             errors = sum(int(row["Failure Count"]) for name, row in stats.items() if name != "Aggregated")
+            refused = int(stats.get("busy", {}).get("Request Count", 0))  # arrivals shown the busy page
             rows.append((users, rounds / elapsed, guess.get("50%", "-"), guess.get("99%", "-"), errors, cpu, busy,
-                         int(guess.get("Request Count", 0))))  # fmt: skip
+                         int(guess.get("Request Count", 0)), refused))  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             submitted, scored, _, _ = count_rounds(stack)
@@ -111,12 +118,14 @@ def main(argv: list[str] | None = None) -> None:
           f"model {model_per_round * 1000:.1f} "
           f"ms ({forwards[0] / max(totals_rounds, 1):.1f} forwards at batch {mean_batch}, {per_forward * 1000:.1f} ms "
           f"each); all submitted rounds scored: {submitted == scored} ({scored}/{submitted})")  # fmt: skip
-    head = f"{'players':>7} {'per core':>8} {'rounds/s':>8} {'guess p50':>9} {'p99 ms':>7} {'errors':>6} "
+    head = (
+        f"{'players':>7} {'per core':>8} {'rounds/s':>8} {'guess p50':>9} {'p99 ms':>7} {'errors':>6} {'refused':>7} "
+    )
     head += " ".join(f"{kind + ' ms':>11}" for kind in KINDS) + f" {'total ms':>8} {'× floor':>7} {'machine busy':>12}"
     print(head)
-    for users, rate, p50, p99, errors, cpu, busy, _ in rows:
+    for users, rate, p50, p99, errors, cpu, busy, _, refused in rows:
         total = sum(cpu.values())
-        line = f"{users:>7} {users / cores:>8.1f} {rate:>8.2f} {p50:>9} {p99:>7} {errors:>6} "
+        line = f"{users:>7} {users / cores:>8.1f} {rate:>8.2f} {p50:>9} {p99:>7} {errors:>6} {refused:>7} "
         line += " ".join(f"{cpu[kind] * 1000:>11.1f}" for kind in KINDS)
         line += f" {total * 1000:>8.1f} {total / max(floor, 1e-9):>7.1f} {busy:>11.0%}"
         print(line)

@@ -43,7 +43,6 @@ class StackConfig:
     web_threads: int = 16  # a guess waits on the model server; threads keep a worker busy meanwhile
     celery_concurrency: int = 1  # scoring is forward passes on the model server; one prefork child keeps up
     model_workers: int | None = None  # the model server's own default
-    conn_max_age: int = 600  # persistent database connections (no connect per request)
     postgres_url: str = "postgres://postgres@127.0.0.1:5432"  # the machine's server; the database is ours
     per_class: int = 10  # demo images per class (seed_demo)
     panel: bool = True  # also a Prolific study (`demo-panel`) for panel entry
@@ -99,7 +98,6 @@ class Stack:
             "DEBUG": "0",
             "SECRET_KEY": "load-stack-only-" + uuid.uuid4().hex * 2,
             "DATABASE_URL": self.database_url,
-            "CONN_MAX_AGE": str(cfg.conn_max_age),
             "REDIS_URL": self.redis_url,
             "MODEL_SERVER_URL": self.model_url,
             "MEDIA_ROOT": str(media),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import cached_property
 
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -49,6 +50,12 @@ def _message(detail: object) -> str:
     return str(detail)
 
 
+def partner_unavailable(exc: PartnerError, **details: object) -> Response:
+    """503 at once: the page paints on without this guess and asks again at the next query point."""
+    body = {"error": f"the partner is unavailable: {exc}", **details}
+    return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
+
+
 class GameApi(APIView):
     """Base of game endpoints: participant-cookie auth, a body limit, rate limits, errors as {"error": ...}."""
 
@@ -62,7 +69,15 @@ class GameApi(APIView):
         if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
             raise exceptions.ValidationError({"body": f"larger than {MAX_BODY_BYTES} bytes"}, code="too_large")
         super().initial(request, *args, **kwargs)
-        self.participant: Participant = require_participant(request)
+        self.participant_id: int = require_participant(request)
+
+    @cached_property
+    def participant(self) -> Participant:
+        """The participant's row, read only by the calls that need more than its id."""
+        participant = Participant.objects.filter(pk=self.participant_id).first()
+        if participant is None:  # erased since the cookie was set
+            raise exceptions.NotAuthenticated("start from the study's page and give consent first")
+        return participant
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, Conflict):
@@ -70,8 +85,7 @@ class GameApi(APIView):
         if isinstance(exc, PaintingRuleBroken):
             return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         if isinstance(exc, PartnerError):
-            # The page paints on without this guess and asks again at the next query point.
-            return Response({"error": f"the partner is unavailable: {exc}"}, status=503, headers={"Retry-After": "1"})
+            return partner_unavailable(exc)
         if isinstance(exc, exceptions.Throttled):
             wait = retry_after_seconds(exc.wait)
             body = {"error": f"too many requests: slow down and retry in {wait} s", "retry_after": wait}
@@ -82,9 +96,12 @@ class GameApi(APIView):
         response.data = {"error": _message(response.data.get("detail", response.data))}
         return response
 
-    def require_consent(self, experiment: Experiment) -> None:
-        """403 unless the participant agreed to this experiment's current consent version."""
-        if not has_consented(self.participant, experiment):
+    def require_consent(self, experiment: Experiment, *, consented: bool | None = None) -> None:
+        """403 unless the participant agreed to this experiment's current consent version
+        (`consented`: already read with the round, else asked now)."""
+        if consented is None:
+            consented = has_consented(self.participant_id, experiment)
+        if not consented:
             raise exceptions.PermissionDenied(
                 f"you have not given consent to the study {experiment.slug!r} (consent version "
                 f"{experiment.consent_version}): start from its page and give consent first"
@@ -96,13 +113,16 @@ class GameApi(APIView):
         return serializer.validated_data
 
     def own_round(self, client_round_id: uuid.UUID) -> Round:
-        """The participant's round with this client id (anybody else's answers 404), if consent holds."""
+        """The participant's round with this client id (anybody else's answers 404), if consent holds.
+
+        One query: the round, what the game reads with it, and whether consent holds.
+        """
         round_ = get_object_or_404(
-            Round.objects.select_related("session", "experiment__partner", "image__category"),
-            participant=self.participant,
+            Round.objects.for_play().with_consent(),
+            participant_id=self.participant_id,
             client_round_id=client_round_id,
         )
-        self.require_consent(round_.experiment)
+        self.require_consent(round_.experiment, consented=round_.consented)
         return round_
 
 
@@ -130,9 +150,11 @@ class RoundStartApi(GameApi):
     def post(self, request: Request) -> Response:
         data = self.valid(RoundStartSerializer, request)
         session = get_object_or_404(
-            PlaySession.objects.select_related("experiment"), pk=data["session_id"], participant=self.participant
+            PlaySession.objects.select_related("experiment").with_consent(),
+            pk=data["session_id"],
+            participant_id=self.participant_id,
         )
-        self.require_consent(session.experiment)
+        self.require_consent(session.experiment, consented=session.consented)
         round_, created = start_round(session=session, client_round_id=data["client_round_id"])
         return Response(round_state(round_), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -158,17 +180,22 @@ class GuessApi(GameApi):
     def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
         round_ = self.own_round(client_round_id)
         data = self.valid(GuessRequestSerializer, request)
-        guess = live_guess(round_=round_, bubble_count=data["bubble_count"])
-        return Response(guess.__dict__)
+        if "clicks" in data:  # stored (and committed) before the partner is asked, whatever it answers
+            round_.bubble_count = store_clicks(round_id=round_.pk, start_seq=data["start_seq"], clicks=data["clicks"])
+        try:
+            guess = live_guess(round_=round_, bubble_count=data["bubble_count"])
+        except PartnerError as exc:  # the page learns what was stored even without a guess
+            return partner_unavailable(exc, next_seq=round_.bubble_count)
+        return Response({**guess.__dict__, "next_seq": round_.bubble_count})
 
 
 class RoundSubmitApi(GameApi):
     def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
         round_ = self.own_round(client_round_id)
         data = self.valid(SubmitSerializer, request)
-        submitted = submit_round(round_id=round_.pk, claimed_outcome=data["outcome"], bubble_count=data["bubble_count"])
-        submitted.refresh_from_db()
-        return Response(round_state(submitted))
+        submit_round(round_id=round_.pk, claimed_outcome=data["outcome"], bubble_count=data["bubble_count"])
+        # Read again: scoring may already have run when the submit committed (TASKS_IN_PROCESS).
+        return Response(round_state(Round.objects.for_play().get(pk=round_.pk)))
 
 
 class SummaryApi(GameApi):

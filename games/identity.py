@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AnonymousUser
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
@@ -15,13 +17,33 @@ COOKIE_SALT = "games.participant"
 COOKIE_AGE = 365 * 24 * 3600  # a year: players come back to their pseudonym and high score
 
 
-def participant_from(request: HttpRequest) -> Participant | None:
-    """The participant named by the request's signed cookie, if it is valid."""
+def participant_id_from(request: HttpRequest) -> int | None:
+    """The participant id the request's signed cookie vouches for, if it is valid (no query)."""
     try:
-        participant_id = request.get_signed_cookie(COOKIE, salt=COOKIE_SALT, max_age=COOKIE_AGE)
+        value = request.get_signed_cookie(COOKIE, salt=COOKIE_SALT, max_age=COOKIE_AGE)
     except (KeyError, signing.BadSignature):
         return None
-    return Participant.objects.filter(pk=participant_id).first()
+    try:
+        return int(value)
+    except ValueError:  # signed by us, so never in practice; a bad value is just no participant
+        return None
+
+
+def participant_from(request: HttpRequest) -> Participant | None:
+    """The participant named by the request's signed cookie, if it is valid and still exists."""
+    participant_id = participant_id_from(request)
+    return None if participant_id is None else Participant.objects.filter(pk=participant_id).first()
+
+
+@dataclass(frozen=True)
+class SignedParticipant:
+    """`request.auth` of the game API: who the signed cookie says is playing.
+
+    Only the id: most game calls need no more than it (the round is looked up by participant
+    and id), so no call pays a query to read a row it does not use (docs/load-testing.md).
+    """
+
+    pk: int
 
 
 def remember(response: HttpResponse, participant: Participant, *, secure: bool) -> None:
@@ -35,20 +57,20 @@ def remember(response: HttpResponse, participant: Participant, *, secure: bool) 
 class ParticipantAuthentication(authentication.SessionAuthentication):
     """Authenticate game API calls by the participant cookie, with Django's CSRF check.
 
-    `request.user` stays anonymous; the participant is `request.auth`. CSRF is enforced for
+    `request.user` stays anonymous; `request.auth` is the SignedParticipant. CSRF is enforced for
     every unsafe method, because the cookie alone would let another site post as the player.
     """
 
-    def authenticate(self, request: Request) -> tuple[object, Participant] | None:
-        participant = participant_from(request._request)
-        if participant is None:
+    def authenticate(self, request: Request) -> tuple[object, SignedParticipant] | None:
+        participant_id = participant_id_from(request._request)
+        if participant_id is None:
             return None
         self.enforce_csrf(request)
-        return AnonymousUser(), participant
+        return AnonymousUser(), SignedParticipant(participant_id)
 
 
-def require_participant(request: Request) -> Participant:
-    """The authenticated participant, or a 403 that says how to become one."""
-    if not isinstance(request.auth, Participant):
+def require_participant(request: Request) -> int:
+    """The authenticated participant's id, or a 403 that says how to become one."""
+    if not isinstance(request.auth, SignedParticipant):
         raise exceptions.NotAuthenticated("start from the study's page and give consent first")
-    return request.auth
+    return request.auth.pk

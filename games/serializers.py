@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import Count, Q
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -14,7 +15,6 @@ from games.api_input import (
     json_type,
 )
 from games.models import IMAGE_SIZE, PlaySession, Round
-from games.services.rounds import rounds_done
 
 MAX_CLICKS_PER_UPLOAD = 200
 MAX_SCREEN = 20_000
@@ -57,7 +57,17 @@ class ClicksUploadSerializer(serializers.Serializer):
 
 
 class GuessRequestSerializer(serializers.Serializer):
+    """A guess, optionally carrying the bubbles painted since the last upload (stored first, as a
+    clicks upload would store them): one request per query point instead of two."""
+
     bubble_count = StrictIntegerField(min_value=1, max_value=10_000)
+    start_seq = StrictIntegerField(min_value=0, max_value=10_000, required=False)
+    clicks = serializers.ListField(child=ClickField(), min_length=1, max_length=MAX_CLICKS_PER_UPLOAD, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if ("start_seq" in attrs) != ("clicks" in attrs):
+            raise serializers.ValidationError("start_seq and clicks come together (a batch of bubbles) or not at all")
+        return attrs
 
 
 class SubmitSerializer(serializers.Serializer):
@@ -73,7 +83,13 @@ def round_state(round_: Round) -> dict:
     `session` says how far the session is towards completion and whether it is complete.
     """
     session = round_.session
-    done_before = Round.objects.completing(round_.experiment).filter(session=session, pk__lt=round_.pk).count()
+    # How many of the session's rounds are done, and how many of them came before this one: one query.
+    counts = (
+        Round.objects.completing(round_.experiment)
+        .filter(session_id=session.pk)
+        .aggregate(done=Count("pk"), before=Count("pk", filter=Q(pk__lt=round_.pk)))
+    )
+    done_before = counts["before"]
     state = {
         "client_round_id": str(round_.client_round_id),
         "round_number": done_before + 1,
@@ -87,7 +103,7 @@ def round_state(round_: Round) -> dict:
         "points": round_.points,
         "partner_guess": None,
         "session": {
-            "rounds_done": rounds_done(session),
+            "rounds_done": counts["done"],
             "rounds_total": round_.experiment.rounds_per_session,
             "complete": session.completed_at is not None,
         },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 from games.models.experiments import IMAGE_SIZE, Experiment, Image, PartnerModelVersion
 
@@ -88,6 +88,16 @@ class Participant(models.Model):
         return self.ban_state == self.BanState.SHADOW
 
 
+class ConsentQuerySet(models.QuerySet):
+    def current(self, *, participant_id: object, experiment_id: object, version: object) -> ConsentQuerySet:
+        """The consent that lets a participant play an experiment: to that experiment, at its current version.
+
+        The arguments may be values or `OuterRef`s, so that the same rule also runs inside
+        another query (the game API reads a round and this in one round trip).
+        """
+        return self.filter(participant_id=participant_id, experiment_id=experiment_id, version=version)
+
+
 class Consent(models.Model):
     """A participant's agreement to one experiment's consent text, at one version of it.
 
@@ -101,6 +111,8 @@ class Consent(models.Model):
     age_confirmed = models.BooleanField()
     consented_at = models.DateTimeField()
 
+    objects = ConsentQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["participant", "experiment", "version"], name="consent_unique_version"),
@@ -110,6 +122,22 @@ class Consent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant} consented to {self.experiment} v{self.version}"
+
+
+class PlaySessionQuerySet(models.QuerySet):
+    def with_consent(self) -> PlaySessionQuerySet:
+        """Annotate `consented`, as `RoundQuerySet.with_consent` does for rounds."""
+        return self.annotate(consented=Exists(_current_consent()))
+
+
+def _current_consent() -> ConsentQuerySet:
+    """The consent a row's participant needs for its experiment, for rows with `participant_id`,
+    `experiment_id` and an `experiment` (sessions and rounds)."""
+    return Consent.objects.current(
+        participant_id=OuterRef("participant_id"),
+        experiment_id=OuterRef("experiment_id"),
+        version=OuterRef("experiment__consent_version"),
+    )
 
 
 class PlaySession(models.Model):
@@ -142,6 +170,8 @@ class PlaySession(models.Model):
     is_pilot = models.BooleanField(
         default=False, help_text="Played from the preview link: kept out of maps and exports by default."
     )
+
+    objects = PlaySessionQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -189,6 +219,15 @@ class RoundQuerySet(models.QuerySet):
             | Q(session__invalidated_at__isnull=False)
             | Q(participant__ban_state=Participant.BanState.SHADOW)
         )
+
+    def for_play(self) -> RoundQuerySet:
+        """Rounds with what the game API reads beside them (session, experiment and partner, image and class)."""
+        return self.select_related("session", "experiment__partner", "image__category")
+
+    def with_consent(self) -> RoundQuerySet:
+        """Annotate `consented`: whether the round's participant has the consent its experiment asks
+        now (`ConsentQuerySet.current`), read in the same query as the round."""
+        return self.annotate(consented=Exists(_current_consent()))
 
     def completing(self, experiment: Experiment) -> RoundQuerySet:
         """Rounds that count towards a session's completion (what a panel pays for).

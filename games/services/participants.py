@@ -187,14 +187,15 @@ def _create(source: str, identity: dict[str, str]) -> Participant:
     return Participant.objects.create(username=f"player-{secrets.token_hex(6)}", source=source, **identity)
 
 
-def has_consented(participant: Participant | None, experiment: Experiment) -> bool:
-    """Whether the participant agreed to this experiment's current consent version (never another's)."""
-    return (
-        participant is not None
-        and Consent.objects.filter(
-            participant=participant, experiment=experiment, version=experiment.consent_version
-        ).exists()
-    )
+def has_consented(participant: Participant | int | None, experiment: Experiment) -> bool:
+    """Whether the participant (or the participant with this id) agreed to this experiment's current
+    consent version, never another's (`ConsentQuerySet.current`)."""
+    if participant is None:
+        return False
+    participant_id = participant if isinstance(participant, int) else participant.pk
+    return Consent.objects.current(
+        participant_id=participant_id, experiment_id=experiment.pk, version=experiment.consent_version
+    ).exists()
 
 
 def address_hash(address: str) -> str:

@@ -102,13 +102,14 @@ def complete_if_done(session: PlaySession) -> bool:
     return session.completed_at is not None
 
 
-def _why_session_ends(session: PlaySession) -> tuple[str, bool] | None:
-    """Why no round can start in the session, with whether it is complete (recording its end), or None."""
+def _why_session_ends(session: PlaySession, *, started: int) -> tuple[str, bool] | None:
+    """Why no round can start in the session (`started` rounds so far), with whether it is complete
+    (recording its end), or None."""
     if complete_if_done(session):
         return "you have played all the rounds of this session", True
     if session.ended_at is not None:
         return "this session has ended", False
-    if session.rounds.count() >= session.experiment.rounds_per_session * MAX_STARTS_PER_ROUND:
+    if started >= session.experiment.rounds_per_session * MAX_STARTS_PER_ROUND:
         _end_session(session, complete=False)
         return "too many rounds were started and not finished in this session", False
     return None
@@ -125,21 +126,26 @@ def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Ro
     them ends, with a Conflict that says `finished` (and, when out of images with work done,
     completion is recorded first).
     """
-    existing = Round.objects.filter(participant=session.participant, client_round_id=client_round_id).first()
-    if existing is not None:
-        return existing, False
+    existing = Round.objects.for_play().filter(participant_id=session.participant_id, client_round_id=client_round_id)
+    if (found := existing.first()) is not None:
+        return found, False
     experiment = session.experiment
     if experiment.status != Experiment.Status.LIVE and not session.is_pilot:
         raise Conflict(f"this study is {experiment.get_status_display()}: no new rounds can start", finished=True)
     with transaction.atomic():
-        # Serialise the session's starts: whoever comes second sees the first one's round.
-        session = PlaySession.objects.select_for_update().select_related("experiment", "participant").get(pk=session.pk)
-        playing = session.rounds.filter(status=Round.Status.PLAYING).first()
+        # Serialise the session's starts: whoever comes second sees the first one's round. Only the
+        # session's row is locked (`of`), not the experiment and participant read with it.
+        session = (
+            PlaySession.objects.select_for_update(of=("self",))
+            .select_related("experiment", "participant")
+            .get(pk=session.pk)
+        )
+        playing = Round.objects.for_play().filter(session_id=session.pk, status=Round.Status.PLAYING).first()
         if playing is not None:
             return playing, False
-        ending = _why_session_ends(session)
+        position = session.rounds.count()
+        ending = _why_session_ends(session, started=position)
         if ending is None:
-            position = session.rounds.count()
             catch_trial = position in catch_rounds(experiment=experiment, session_id=session.pk)
             image = choose_image(experiment=experiment, participant=session.participant, catch_trial=catch_trial)
             if image is None:
@@ -236,7 +242,7 @@ def submit_round(*, round_id: int, claimed_outcome: str, bubble_count: int) -> R
     transaction commits; if the broker is down the round waits for the periodic sweep.
     """
     with transaction.atomic():
-        round_ = Round.objects.select_for_update().get(pk=round_id)
+        round_ = Round.objects.select_for_update(of=("self",)).select_related("session__experiment").get(pk=round_id)
         if round_.status != Round.Status.PLAYING:
             return round_
         if bubble_count != round_.bubble_count:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from django.db.models import Min, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from games.models import Experiment, Image, Participant, Round
 
@@ -40,18 +40,22 @@ def choose_image(
     image is left for this participant, an ordinary one is served instead, and the other way round.
     """
     rng = rng or random.SystemRandom()
-    played = Round.objects.filter(participant=participant).values("image_id")
-    unplayed = Image.objects.filter(image_set=experiment.image_set, state=Image.State.ACTIVE).exclude(pk__in=played)
-    pool = unplayed.filter(is_catch_trial=catch_trial)
-    if not pool.exists():  # none of the asked kind left: any image beats ending the session
-        pool = unplayed
-    below_target = pool.filter(valid_rounds__lt=experiment.target_maps_per_image)
-    return _least_played(below_target if below_target.exists() else pool, rng)
-
-
-def _least_played(pool: QuerySet[Image], rng: random.Random) -> Image | None:
-    fewest = pool.aggregate(fewest=Min("valid_rounds"))["fewest"]
-    if fewest is None:
+    played = Round.objects.filter(participant_id=participant.pk).values("image_id")
+    unplayed = Image.objects.filter(image_set_id=experiment.image_set_id, state=Image.State.ACTIVE).exclude(
+        pk__in=played
+    )
+    # The order of preference as sort keys (False first): the asked kind, then below the target,
+    # then the fewest valid rounds. The best key is one query, the images that share it another.
+    ranked = unplayed.annotate(
+        other_kind=ExpressionWrapper(~Q(is_catch_trial=catch_trial), output_field=BooleanField()),
+        at_target=ExpressionWrapper(Q(valid_rounds__gte=experiment.target_maps_per_image), output_field=BooleanField()),
+    )
+    best = (
+        ranked.order_by("other_kind", "at_target", "valid_rounds")
+        .values("other_kind", "at_target", "valid_rounds")
+        .first()
+    )
+    if best is None:
         return None
-    ids = list(pool.filter(valid_rounds=fewest).values_list("pk", flat=True)[:500])
+    ids = list(ranked.filter(**best).values_list("pk", flat=True)[:500])
     return Image.objects.select_related("category").get(pk=rng.choice(ids))

@@ -43,8 +43,9 @@ class HttpPlayer:
     def upload(self, round_id: str, clicks: list[list[int]], start_seq: int = 0) -> httpx.Response:
         return self.post(f"/api/rounds/{round_id}/clicks/", {"start_seq": start_seq, "clicks": clicks})
 
-    def guess(self, round_id: str, bubble_count: int) -> httpx.Response:
-        return self.post(f"/api/rounds/{round_id}/guess/", {"bubble_count": bubble_count})
+    def guess(self, round_id: str, bubble_count: int, **batch: object) -> httpx.Response:
+        """Ask for a guess; `start_seq=..., clicks=[...]` makes it carry new bubbles, as the page does."""
+        return self.post(f"/api/rounds/{round_id}/guess/", {"bubble_count": bubble_count, **batch})
 
     def submit(self, round_id: str, outcome: str, bubble_count: int, **extra: object) -> httpx.Response:
         return self.post(f"/api/rounds/{round_id}/submit/", {"outcome": outcome, "bubble_count": bubble_count, **extra})

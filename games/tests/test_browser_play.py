@@ -102,6 +102,9 @@ def test_a_participant_plays_the_demo_in_chromium(
         lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text and errors.append(msg.text),
     )
     page.on("response", lambda response: failed(response) and errors.append(f"{response.status} {response.url}"))
+    posted: list[tuple[str, dict]] = []  # (call, body) of each round API post: guess, clicks, submit
+    page.on("request", lambda r: r.method == "POST" and "/api/rounds/" in r.url and r.url.endswith("/")
+            and posted.append((r.url.rstrip("/").rsplit("/", 1)[-1], r.post_data_json)))  # fmt: skip
     consent_and_start(page, live_server.url, shots)
 
     guesses: list[set[tuple[str, str]]] = []
@@ -129,6 +132,9 @@ def test_a_participant_plays_the_demo_in_chromium(
     assert all(r.bubble_count >= 10 for r in rounds), [r.bubble_count for r in rounds]
     assert PartnerGuess.objects.filter(round__in=rounds).count() >= 2
     assert errors == []
+    # The bubbles ride along with the guesses; a plain upload is left for the end of a round at most.
+    assert any("clicks" in body for call, body in posted if call == "guess"), posted
+    assert sum(call == "clicks" for call, _ in posted) <= len(rounds), posted
 
     play_on_a_phone(browser, live_server.url, shots)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -139,8 +145,9 @@ def test_a_participant_plays_the_demo_in_chromium(
 def play_on_a_phone(browser: object, base_url: str, shots: Path) -> None:
     """A phone: the canvas fills the width and a finger paints without scrolling the page.
 
-    Every upload of the first round is dropped by the network, then the page is reloaded: the
-    bubbles kept in localStorage still reach the server and the round is closed cleanly.
+    Every upload of the first round (the clicks calls and the guesses that carry bubbles) is dropped
+    by the network, then the page is reloaded: the bubbles kept in localStorage still reach the
+    server and the round is closed cleanly.
     """
     from playwright.sync_api import expect
 
@@ -155,13 +162,14 @@ def play_on_a_phone(browser: object, base_url: str, shots: Path) -> None:
     assert box["width"] >= 340 and box["y"] + box["height"] <= 844, box
 
     round_id = current_round_id(page)
-    page.route("**/clicks/", lambda route: route.abort())
+    uploads = re.compile(r".*/api/rounds/[^/]+/(clicks|guess)/$")
+    page.route(uploads, lambda route: route.abort())
     finger_paint(page, touch, 40)
     assert page.evaluate("window.scrollY") == 0, "the page scrolled while painting"
     expect(page.locator("#game-status")).to_contain_text("retrying")
     queued = page.evaluate(f"JSON.parse(localStorage.getItem('clickme:round:{round_id}')).clicks.length")
     assert queued >= 10
-    page.unroute("**/clicks/")
+    page.unroute(uploads)
     page.reload()
     expect(page.locator("#round-end-title")).to_have_text("Round interrupted")
     expect(page.locator("#round-end-points")).to_have_text(re.compile(r"^\+\d+ points$"))

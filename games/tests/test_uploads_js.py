@@ -131,6 +131,27 @@ test("the queue survives a reload in localStorage until the round is forgotten",
   assert.notEqual(currentRoundId("demo"), id);
 });
 
+test("a guess carries the unconfirmed bubbles as one batch, and its next_seq confirms them", async () => {
+  const uploader = createUploader({ clicksUrl: "/c/", clientRoundId: "r8" });
+  assert.equal(uploader.pendingBatch(), null, "nothing painted: nothing to carry");
+  for (const bubble of bubbles(12)) uploader.add(bubble);
+  assert.deepEqual(uploader.pendingBatch(), { start_seq: 0, clicks: bubbles(12) });
+  uploader.acknowledge(10); // the server stored up to 10 (the guess's answer)
+  assert.equal(uploader.stored, 10);
+  assert.deepEqual(uploader.pendingBatch(), { start_seq: 10, clicks: bubbles(12).slice(10) });
+  uploader.acknowledge(undefined); // an answer without next_seq changes nothing
+  uploader.acknowledge(4); // nor does an older one
+  assert.equal(uploader.stored, 10);
+  const reloaded = createUploader({ clicksUrl: "/c/", clientRoundId: "r8" });
+  assert.equal(reloaded.stored, 10, "the confirmation is kept across a reload");
+});
+
+test("more than one request's worth of bubbles is not carried: the caller uploads first", async () => {
+  const uploader = createUploader({ clicksUrl: "/c/", clientRoundId: "r9" });
+  for (const bubble of bubbles(201)) uploader.add(bubble);
+  assert.equal(uploader.pendingBatch(), null);
+});
+
 test("a permanent 4xx stops the round's uploads and is reported", async () => {
   const server = fakeServer({ failures: [400] });
   const uploader = createUploader({ clicksUrl: "/c/", clientRoundId: "r5" });

@@ -49,18 +49,37 @@ async function endRound(id, uploader, outcome, state, title = null) {
   ui.enableNext(last ? "See results" : "Next");
 }
 
-// Every query_every bubbles: upload, then ask the partner. One guess at a time; if painting
-// outruns the partner, the newest query point is asked next and the skipped ones are not.
+// Every query_every bubbles: ask the partner, the new bubbles riding along with the guess (one
+// request; the server stores them first). One guess at a time; if painting outruns the partner,
+// the newest query point is asked next and the skipped ones are not.
 function partnerQueries(id, uploader, ctl) {
   let busy = false;
   let wanted = 0;
+  async function ask(count) {
+    const batch = uploader.pendingBatch();
+    if (batch === null) {
+      await uploader.flush(); // nothing to carry, or more than one request holds: upload first
+      return postJSON(server.roundUrl(id, "guess/"), { bubble_count: count });
+    }
+    try {
+      const answer = await postJSON(server.roundUrl(id, "guess/"), { bubble_count: count, ...batch });
+      uploader.acknowledge(answer.next_seq);
+      return answer;
+    } catch (error) {
+      uploader.acknowledge(error.body?.next_seq); // a 503 still stored the bubbles
+      if (error.status !== 409 && error.status !== 400) throw error;
+      // A gap or a clash (409): the uploader resends from where the server is; a refused batch
+      // (400): the uploader records the failure as a plain upload would, and says so.
+      await uploader.flush();
+      return postJSON(server.roundUrl(id, "guess/"), { bubble_count: count });
+    }
+  }
   return async function query(count) {
     wanted = Math.max(wanted, count);
     if (busy) return;
     busy = true;
     try {
-      await uploader.flush();
-      const answer = await postJSON(server.roundUrl(id, "guess/"), { bubble_count: count });
+      const answer = await ask(count);
       if (game.round === ctl) ui.showGuesses(answer.guesses, answer.recognised, answer.bubble_count);
       if (answer.recognised && ctl.state === PLAYING) ctl.end("correct");
       // Late: the clock ran out while the partner looked at bubbles painted in time. Those

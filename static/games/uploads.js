@@ -143,6 +143,20 @@ export function createUploader({ clicksUrl, clientRoundId, onRetry = () => {} })
       outcome = value;
       persist();
     },
+    // The bubbles not yet confirmed, as one batch for a guess to carry ({start_seq, clicks}), or
+    // null when there are none, too many for one request, an upload is under way, or uploads
+    // failed for good: then the caller flushes first (docs/game-api.md, "API").
+    pendingBatch() {
+      const pending = clicks.length - acked;
+      if (pending <= 0 || pending > MAX_BATCH || running !== null || failure !== null) return null;
+      return { start_seq: acked, clicks: clicks.slice(acked) };
+    },
+    // The server's next_seq after a guess that carried a batch: those bubbles are stored.
+    acknowledge(nextSeq) {
+      if (!Number.isInteger(nextSeq)) return;
+      acked = Math.max(acked, Math.min(nextSeq, clicks.length));
+      persist();
+    },
     // Upload everything queued so far; resolves when stored, rejects with the last error. Bubbles
     // added meanwhile wait for the next flush, so a slow network never keeps a guess waiting
     // behind an upload that chases the painting.
