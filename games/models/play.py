@@ -192,6 +192,18 @@ class PlaySession(models.Model):
         return self.invalidated_at is None
 
 
+# What the game API (games/api.py, round_state, live guesses, uploads) reads of a round and its rows.
+PLAY_FIELDS = (
+    *("client_round_id", "settings", "status", "outcome", "points", "bubble_count", "position"),
+    *("recognised_at_query", "partner_version", "participant", "is_catch_trial"),
+    *("session__completed_at", "session__ended_at", "session__is_pilot"),
+    *("experiment__slug", "experiment__status", "experiment__consent_version", "experiment__rounds_per_session"),
+    *("experiment__query_every", "experiment__skips_count_for_completion", "experiment__partner__name"),
+    # ImageField reads its size fields when a row is built: without them, two more queries.
+    *("image__crop", "image__crop_width", "image__crop_height", "image__category__name"),
+)
+
+
 class RoundQuerySet(models.QuerySet):
     """The rules of which rounds count for what, in one place (docs/running-a-study.md)."""
 
@@ -221,8 +233,11 @@ class RoundQuerySet(models.QuerySet):
         )
 
     def for_play(self) -> RoundQuerySet:
-        """Rounds with what the game API reads beside them (session, experiment and partner, image and class)."""
-        return self.select_related("session", "experiment__partner", "image__category")
+        """Rounds with what the game API reads beside them, and only that: every game call reads a
+        round, and compiling and building the whole of five rows was a fifth of the web process's
+        time under load (docs/load-testing.md). A field left out is still read when used, by one
+        more query each time: games/tests/test_query_budget.py notices."""
+        return self.select_related("session", "experiment__partner", "image__category").only(*PLAY_FIELDS)
 
     def with_consent(self) -> RoundQuerySet:
         """Annotate `consented`: whether the round's participant has the consent its experiment asks

@@ -174,7 +174,8 @@ def store_clicks(*, round_id: int, start_seq: int, clicks: list[Bubble]) -> int:
     or a duplicate request changes nothing. A batch that would leave a gap, or that disagrees
     with what is stored, is a Conflict; one that breaks a painting rule stores nothing.
     """
-    round_ = Round.objects.select_for_update().get(pk=round_id)  # serialise one round's uploads
+    # Serialise one round's uploads; only what the rules read (every query point runs this).
+    round_ = Round.objects.select_for_update().only("status", "bubble_count", "settings").get(pk=round_id)
     if round_.status != Round.Status.PLAYING:
         raise Conflict("this round was already submitted", next_seq=round_.bubble_count)
     stored = round_.bubble_count
