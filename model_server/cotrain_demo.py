@@ -48,7 +48,7 @@ class DemoConfig:
     run_dir: str = "var/cotrain-demo"
     classes: tuple[str, ...] = CLASSES
     per_class: int = 60  # training images per class
-    mapped_per_class: int = 10  # of them, played in the game (so with human maps); the rest train the classifier
+    mapped_per_class: int = 20  # of them, played in the game (so with human maps); the rest train the classifier
     test_per_class: int = 20  # cue-free and cue-conflict test images per class (the same objects)
     test_mapped_per_class: int = 6  # cue-conflict test images per class played (alignment is measured on them)
     image_seed: int = 13
