@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--map-weight", type=float, default=defaults.map_weight)
     parser.add_argument("--gate-learns-from", default=defaults.gate_learns_from, choices=["all", "maps"],
                         help="what trains the gates: both losses, or the map loss alone")  # fmt: skip
+    parser.add_argument("--gate-warmup-steps", type=int, default=defaults.gate_warmup_steps,
+                        help="co-trained: first steps with the map loss alone")  # fmt: skip
     parser.add_argument("--parallel", type=int, default=defaults.parallel, help="training runs at once")
     parser.add_argument("--fresh", action="store_true", help="remove the run directory first")
     parser.add_argument("--maps-only", action="store_true", help="stop once the human maps are exported")
@@ -224,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     config = replace(defaults, run_dir=args.run_dir, per_class=args.per_class, test_per_class=args.test_per_class,
                      mapped_per_class=args.mapped_per_class, test_mapped_per_class=args.test_mapped_per_class,
                      seeds=tuple(args.seeds), epochs=args.epochs, map_loss=args.map_loss, map_weight=args.map_weight,
-                     gate_learns_from=args.gate_learns_from, parallel=args.parallel)  # fmt: skip
+                     gate_learns_from=args.gate_learns_from, gate_warmup_steps=args.gate_warmup_steps,
+                     parallel=args.parallel)  # fmt: skip
     if args.fresh:
         shutil.rmtree(config.root, ignore_errors=True)
     config.root.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ class DemoConfig:
     run_dir: str = "var/cotrain-demo"
     classes: tuple[str, ...] = CLASSES
     per_class: int = 60  # training images per class
-    mapped_per_class: int = 10  # of them, played in the game (so with human maps); the rest train the classifier
+    mapped_per_class: int = 20  # of them, played in the game (so with human maps); the rest train the classifier
     test_per_class: int = 20  # cue-free and cue-conflict test images per class (the same objects)
     test_mapped_per_class: int = 6  # cue-conflict test images per class played (alignment is measured on them)
     image_seed: int = 13
@@ -62,6 +62,7 @@ class DemoConfig:
     map_loss: str = "gate"
     map_weight: float = 1.0
     gate_learns_from: str = "maps"
+    gate_warmup_steps: int = 0  # first steps with the map loss alone (train --gate-warmup-steps)
     # The network: the small GALA preset at the released code's input placement, in layer1 and
     # layer2, scaled to 112 px, with gates that can shut (hard) and see a 5x5 neighbourhood.
     model: tuple[str, ...] = (
@@ -119,7 +120,7 @@ def train_command(config: DemoConfig, kind: str, seed: int, train_export: Path) 
         command += ["--maps", str(train_export), "--images", str(images / "train"), "--val-fraction", "0"]
     if kind == "cotrained":
         command += ["--cotrain", "--map-loss", config.map_loss, "--map-weight", str(config.map_weight)]
-        command += ["--gate-learns-from", config.gate_learns_from]
+        command += ["--gate-learns-from", config.gate_learns_from, "--gate-warmup-steps", str(config.gate_warmup_steps)]
     return [*command, *config.extra]
 
 

@@ -108,6 +108,10 @@ class TrainConfig:
     # which is what stops a shortcut; docs/training.md, "The shortcut demonstration").
     gate_learns_from: str = "all"
     gate_shut_below: float = 0.05  # the gate loss shuts gates where the map is below this share of its peak
+    # For the first N steps only the click-map loss trains: the gates learn to shut where people
+    # did not look before the classifier can learn to read what is there (a shortcut learnt in
+    # the first steps is hard to unlearn; docs/training.md, "The shortcut demonstration").
+    gate_warmup_steps: int = 0
     init: str = ""  # a checkpoint of ours to fine-tune (its weights; the architecture comes from --arch)
     init_resnet: str = ""  # a torchvision-format ResNet-50 state dict; the gates start as identity
     eval_every: int = 0  # steps between held-out evaluations during training (0: only at the end)
@@ -283,6 +287,10 @@ def check_cotraining(train: TrainConfig, overrides: dict[str, Any]) -> None:
         raise ValueError(f"--gate-learns-from must be one of {choices}, not {train.gate_learns_from!r}")
     if not 0 < train.gate_shut_below <= 1:
         raise ValueError(f"--gate-shut-below must be in (0, 1], not {train.gate_shut_below}")
+    if train.gate_warmup_steps < 0:
+        raise ValueError(f"--gate-warmup-steps must be 0 or more, not {train.gate_warmup_steps}")
+    if train.gate_warmup_steps and not train.cotrain:
+        raise ValueError("--gate-warmup-steps trains the map loss alone at first: it needs --cotrain")
     if not train.cotrain:
         return
     config = preset(overrides.get("arch", "gala_small"), **{k: v for k, v in overrides.items() if k != "arch"})
@@ -354,6 +362,8 @@ def main(argv: list[str] | None = None) -> Path:
     if per_epoch == 0:
         raise ValueError(f"--batch-size {train.batch_size} is larger than the {len(training)} training images")
     steps = train.epochs * per_epoch
+    if train.gate_warmup_steps >= steps:
+        raise ValueError(f"--gate-warmup-steps {train.gate_warmup_steps} leaves none of the {steps} steps to classify")
     # A short warm-up: training sits at chance until the learning rate is high (measured: the
     # plateau ends about 100 steps after the peak), so the peak comes early.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, train.lr, total_steps=steps, pct_start=0.05)
@@ -403,7 +413,8 @@ def main(argv: list[str] | None = None) -> Path:
                 logits, attention = network(images, with_attention=True)
             logits, attention = logits.float(), [a.float() for a in attention]
             class_loss = classification_loss(logits, labels, train.label_smoothing)
-            loss, map_loss = class_loss, None
+            warming_up = step < train.gate_warmup_steps  # the map loss alone (below)
+            loss, map_loss = (class_loss * 0.0 if warming_up else class_loss), None
             if harmonize and train.map_loss == "rrr":
                 map_loss = rrr_loss(logits, images, maps.to(device), has_map.to(device))
             elif harmonize:

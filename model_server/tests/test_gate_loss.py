@@ -113,6 +113,32 @@ def test_a_gate_loss_run_that_learns_from_the_maps_logs_its_map_loss(tmp_path: P
     assert all(row["loss_map"] > 0 for row in history)
 
 
+def test_during_the_gate_warm_up_only_the_map_loss_trains_and_the_classifier_learns_after_it(tmp_path: Path) -> None:
+    argv = [*TINY, *SMALL, "--cotrain", "--map-loss", "gate", "--nonlinearity", "hard", "--gate-learns-from", "maps"]
+    start = train.main([*argv, "--epochs", "1", "--out", str(tmp_path / "start.pt")])
+    # Four steps from that start, three of them the warm-up; no weight decay, so a parameter
+    # without a gradient stays exactly as it was. The snapshot is the model after step 3.
+    out = tmp_path / "warm.pt"
+    flags = ["--epochs", "2", "--gate-warmup-steps", "3", "--weight-decay", "0", "--save-every", "1"]
+    train.main([*argv, *flags, "--init", str(start), "--out", str(out)])
+    before = torch.load(start, weights_only=True)["model"]
+    warmed = torch.load(out.with_name(out.name + ".resume.pt"), weights_only=True)["model"]
+    after = torch.load(out, weights_only=True)["model"]
+    assert torch.equal(warmed["fc.weight"], before["fc.weight"])  # the classifier waits for the warm-up
+    gates = [key for key in before if ".gala." in key and key.endswith("add_scale")]
+    assert gates and any(not torch.equal(warmed[key], before[key]) for key in gates)  # the gates learn meanwhile
+    assert not torch.equal(after["fc.weight"], before["fc.weight"])  # and the classifier from step 4 on
+
+
+def test_a_gate_warm_up_needs_co_training_and_must_leave_steps_to_classify() -> None:
+    with pytest.raises(ValueError, match="--gate-warmup-steps trains the map loss alone at first: it needs --cotrain"):
+        train.main([*TINY, *SMALL, "--epochs", "1", "--gate-warmup-steps", "1", "--out", "/nonexistent/x.pt"])
+    with pytest.raises(ValueError, match="--gate-warmup-steps 1000 leaves none of the"):
+        train.main(
+            [*TINY, *SMALL, "--epochs", "1", "--cotrain", "--gate-warmup-steps", "1000", "--out", "/nonexistent/x.pt"]
+        )
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -121,6 +147,7 @@ def test_a_gate_loss_run_that_learns_from_the_maps_logs_its_map_loss(tmp_path: P
         (["--gate-learns-from", "maps", "--map-loss", "rrr"], "--map-loss gala or gate"),
         (["--gate-learns-from", "everything"], "--gate-learns-from must be one of"),
         (["--gate-shut-below", "0"], "--gate-shut-below must be in"),
+        (["--gate-warmup-steps", "-1"], "--gate-warmup-steps must be 0 or more"),
     ],
 )
 def test_co_training_options_that_cannot_work_together_are_refused_by_name(flags: list[str], message: str) -> None:
