@@ -5,11 +5,12 @@ Everything under one run directory (default `var/evolve-demo`, docs/evolution.md
 1. the shortcut demonstration's image sets (`model_server.cotrain_demo.make_image_sets`: training
    images whose corner patch names the class, cue-conflict test images with a wrong class's patch);
 2. generation 0: a GALA network trained on the cue training images alone (no maps), so it has
-   learnt the shortcut; the played images the export's split will hold out are left out of its
+   learnt the shortcut; the study's images the export's split may hold out are left out of its
    training, so the gate judges every version on images none of them was trained on;
-3. a private site (as `bench.cotrain_demo`'s): `seed_demo`, the played training images imported as
-   one study that evolves, generation 0 registered and promoted (`register_partner --promote`),
-   gunicorn and the model server serving it (with an admin token);
+3. a private site (as `bench.cotrain_demo`'s): `seed_demo`, every cue training image imported as
+   one study that evolves (only `--mapped-per-class` of them served, the others retired: they train
+   each generation's classifier without maps), generation 0 registered and promoted
+   (`register_partner --promote`), gunicorn and the model server serving it (with an admin token);
 4. per generation: `simulate_players` plays the study through the game's HTTP API (the game keeps
    answering throughout), `compute_reliability` gives each map its split-half ceiling, then
    `evolve_partner` exports the maps, co-trains from the live partner, evaluates, gates and
