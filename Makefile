@@ -91,7 +91,8 @@ cotrain-demo: install
 	$(PY) -m bench.cotrain_demo $(COTRAIN_ARGS)
 
 # The partner evolves (docs/evolution.md): generation 0 trained on the cue images, then per generation simulated
-# players through the game's HTTP API, evolve_partner (export, co-train, evaluate, gate, promote); var/evolve-demo/results.md.
+# players through the game's HTTP API, evolve_partner (export, co-train, evaluate, gate, promote);
+# writes var/evolve-demo/results.md and results.png (about 27 min on 2 cores).
 EVOLVE_ARGS ?=
 evolve-demo: install
 	$(PY) -m bench.evolve_demo $(EVOLVE_ARGS)
