@@ -10,4 +10,4 @@ RUN SECRET_KEY=build-only DEBUG=0 python manage.py collectstatic --noinput
 RUN useradd --create-home clickme && mkdir -p /data/media /data/exports && chown -R clickme /data
 USER clickme
 EXPOSE 8000
-CMD ["gunicorn", "clickme_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "clickme_site/gunicorn_conf.py", "clickme_site.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

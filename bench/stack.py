@@ -124,8 +124,8 @@ class Stack:
         if cfg.model_workers:
             model += ["--workers", str(cfg.model_workers)]
         self._spawn("model", model)
-        self._spawn("web", [PY, "-m", "gunicorn", "clickme_site.wsgi", "--bind", f"127.0.0.1:{web_port}",
-                            "--worker-class", "gthread", "--workers", str(cfg.web_workers),
+        self._spawn("web", [PY, "-m", "gunicorn", "-c", "clickme_site/gunicorn_conf.py", "clickme_site.wsgi",
+                            "--bind", f"127.0.0.1:{web_port}", "--workers", str(cfg.web_workers),
                             "--threads", str(cfg.web_threads), "--log-level", "warning"])  # fmt: skip
         self._spawn("worker", [PY, "-m", "celery", "-A", "clickme_site", "worker", "--loglevel", "WARNING",
                                "--concurrency", str(cfg.celery_concurrency), "--without-gossip",
