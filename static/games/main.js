@@ -57,22 +57,20 @@ function partnerQueries(id, uploader, ctl) {
   let wanted = 0;
   async function ask(count) {
     const batch = uploader.pendingBatch();
-    if (batch === null) {
-      await uploader.flush(); // nothing to carry, or more than one request holds: upload first
-      return postJSON(server.roundUrl(id, "guess/"), { bubble_count: count });
+    if (batch !== null) {
+      try {
+        const answer = await postJSON(server.roundUrl(id, "guess/"), { bubble_count: count, ...batch });
+        uploader.acknowledge(answer.next_seq);
+        return answer;
+      } catch (error) {
+        uploader.acknowledge(error.body?.next_seq); // a 503 still stored the bubbles
+        // A gap or a clash (409): the uploader resends from where the server is; a refused batch
+        // (400): the uploader records the failure as a plain upload would, and says so.
+        if (error.status !== 409 && error.status !== 400) throw error;
+      }
     }
-    try {
-      const answer = await postJSON(server.roundUrl(id, "guess/"), { bubble_count: count, ...batch });
-      uploader.acknowledge(answer.next_seq);
-      return answer;
-    } catch (error) {
-      uploader.acknowledge(error.body?.next_seq); // a 503 still stored the bubbles
-      if (error.status !== 409 && error.status !== 400) throw error;
-      // A gap or a clash (409): the uploader resends from where the server is; a refused batch
-      // (400): the uploader records the failure as a plain upload would, and says so.
-      await uploader.flush();
-      return postJSON(server.roundUrl(id, "guess/"), { bubble_count: count });
-    }
+    await uploader.flush(); // nothing to carry, more than one request holds, or the batch was refused
+    return postJSON(server.roundUrl(id, "guess/"), { bubble_count: count });
   }
   return async function query(count) {
     wanted = Math.max(wanted, count);
