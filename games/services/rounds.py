@@ -15,6 +15,7 @@ from games.models import Click, Experiment, Participant, PlaySession, Round
 from games.painting import Bubble, PaintingRuleBroken, check_bubbles
 from games.partner import live_client, partner_classes
 from games.recognition import is_recognised, recognition_floor
+from games.services import remembered_guesses
 from games.services.sampling import catch_rounds, choose_image
 from model_server.client import GuessItem
 from model_server.seeds import noise_seed
@@ -205,7 +206,8 @@ def store_clicks(*, round_id: int, start_seq: int, clicks: list[Bubble]) -> int:
 def live_guess(*, round_: Round, bubble_count: int) -> LiveGuess:
     """Ask the partner what it sees after the first `bubble_count` stored bubbles.
 
-    Raises PartnerUnavailable quickly when the model server cannot answer in time.
+    Raises PartnerUnavailable quickly when the model server cannot answer in time. The answer is
+    remembered for scoring, which would put the partner the same question (remembered_guesses).
     """
     every = round_.settings["query_every"]
     if bubble_count < every or bubble_count % every:
@@ -223,7 +225,7 @@ def live_guess(*, round_: Round, bubble_count: int) -> LiveGuess:
         )  # fmt: skip
     target = round_.image.category.name
     floor = recognition_floor(round_.settings, len(partner_classes(round_.experiment.partner.name)))
-    return LiveGuess(
+    answer = LiveGuess(
         query_index=query_index,
         bubble_count=bubble_count,
         guesses=[
@@ -234,6 +236,8 @@ def live_guess(*, round_: Round, bubble_count: int) -> LiveGuess:
             guess.classes, guess.probabilities, target, top_k=round_.settings["top_k"], floor=floor
         ),
     )
+    remembered_guesses.remember(round_, query_index, guess)  # scoring asks the partner the same question
+    return answer
 
 
 def submit_round(*, round_id: int, claimed_outcome: str, bubble_count: int) -> Round:

@@ -6,6 +6,7 @@ Design: docs/architecture.md, "The path of a click".
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from django.db import transaction
@@ -17,6 +18,7 @@ from games.models import Image, Participant, PartnerGuess, Round
 from games.painting import points_for
 from games.partner import partner_classes, record_version, scoring_client
 from games.recognition import is_recognised, recognition_floor
+from games.services import remembered_guesses
 from games.services.quality import check_round_quality
 from games.services.rounds import enqueue_scoring
 from games.signals import announce_round_counted
@@ -31,10 +33,11 @@ SWEEP_AFTER = timedelta(seconds=30)  # younger rounds are probably still in thei
 def score_round(*, round_id: int) -> Round:
     """Score a submitted round from its stored bubbles; a round already scored is left alone.
 
-    Queries the partner once, in one batch, at every query point (each `query_every` bubbles),
-    finds the first point where the target is in the top-k, and gives points from the stored
-    timestamp of that bubble. The browser's own claim is never used. Raises PartnerUnavailable
-    when the model server cannot answer, leaving the round submitted for a retry.
+    Takes the partner's answer at every query point (each `query_every` bubbles): the ones its live
+    guesses were given, remembered, and the rest from the partner in one batch (`_answers`); finds
+    the first point where the target is in the top-k, and gives points from the stored timestamp of
+    that bubble. The browser's own claim is never used. Raises PartnerUnavailable when the model
+    server cannot answer, leaving the round submitted for a retry.
     """
     round_ = Round.objects.select_related("image__category", "experiment__partner").get(pk=round_id)
     if round_.status != Round.Status.SUBMITTED:
@@ -46,15 +49,44 @@ def score_round(*, round_id: int) -> Round:
         GuessItem(round_.image.crop.name, [(x, y) for x, y, _ in clicks[: (q + 1) * every]], noise_seed(round_.pk, q))
         for q in range(len(clicks) // every)
     ]
-    partner = round_.experiment.partner.name
+    partner, queries = round_.experiment.partner.name, range(len(items))
+    remembered = remembered_guesses.recall(round_, queries) if items else {}
     with scoring_client() as client:
-        # "bulk": the model server batches participants' waiting live guesses before re-scoring.
-        guesses = client.guess(partner, items, top_k=top_k, bubble_size=rules["bubble_size"], priority="bulk")
+
+        def ask(which: Sequence[int]) -> list[Guess]:
+            # "bulk": the model server batches participants' waiting live guesses before re-scoring.
+            return client.guess(partner, [items[q] for q in which], top_k=top_k, bubble_size=rules["bubble_size"],
+                                priority="bulk")  # fmt: skip
+
+        guesses = _answers(queries, remembered, ask)
         version = guesses[0].model_version if guesses else client.metadata(partner)["active_version"]
     floor = recognition_floor(rules, len(partner_classes(partner))) if guesses else 0.0
     recognised_at = _first_recognised(guesses, round_.image.category.name, top_k, floor)
     recognised_at_ms = clicks[(recognised_at + 1) * every - 1][2] if recognised_at is not None else None
-    return _record_score(round_, guesses, version, recognised_at, recognised_at_ms, floor)
+    scored = _record_score(round_, guesses, version, recognised_at, recognised_at_ms, floor)
+    if remembered:
+        remembered_guesses.forget(round_, queries)
+    return scored
+
+
+def _answers(
+    queries: Sequence[int], remembered: dict[int, Guess], ask: Callable[[Sequence[int]], list[Guess]]
+) -> list[Guess]:
+    """The partner's answer at every query point, all from one model version.
+
+    The live guesses' answers are used where they were remembered, when one version gave them all,
+    and the partner is asked (`ask`, one request) only for the other points. When their versions
+    differ, or the partner now answers with another one (a version went live during the round),
+    it is asked for every point again, so that a round is scored by one version.
+    """
+    versions = {guess.model_version for guess in remembered.values()}
+    if len(versions) == 1:
+        missing = [q for q in queries if q not in remembered]
+        fresh = dict(zip(missing, ask(missing), strict=True)) if missing else {}
+        if {guess.model_version for guess in fresh.values()} <= versions:
+            return [remembered[q] if q in remembered else fresh[q] for q in queries]
+        logger.info("the partner's version changed during the round: asking again at every query point")
+    return ask(queries)
 
 
 def _first_recognised(guesses: list[Guess], target: str, top_k: int, floor: float) -> int | None:
