@@ -52,15 +52,14 @@ def recall(round_: Round, query_indices: Sequence[int]) -> dict[int, Guess]:
     """
     keys = {_key(round_, q): q for q in query_indices}
     try:
-        found = cache.get_many(list(keys))
-    except Exception as exc:  # as above: scoring then asks the partner for every point
+        return {
+            keys[key]: Guess(classes=list(classes), indices=list(indices), probabilities=list(probabilities),
+                             model_version=version)
+            for key, (version, classes, indices, probabilities) in cache.get_many(list(keys)).items()
+        }  # fmt: skip
+    except Exception as exc:  # as above, or an entry of another shape: scoring then asks the partner at every point
         logger.warning("could not read the live guesses of round %s: %s", round_.pk, exc)
         return {}
-    return {
-        keys[key]: Guess(classes=list(classes), indices=list(indices), probabilities=list(probabilities),
-                         model_version=version)
-        for key, (version, classes, indices, probabilities) in found.items()
-    }  # fmt: skip
 
 
 def forget(round_: Round, query_indices: Sequence[int]) -> None:

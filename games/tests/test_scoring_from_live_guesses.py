@@ -6,13 +6,16 @@ edge (PartnerClient.guess): live guesses ask "interactive", scoring asks "bulk".
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 
 from games.models import PartnerGuess, Round
 from games.services import remembered_guesses
 from games.services.scoring import score_round
+from games.tests.factories import RoundFactory
 from games.tests.http_player import painted
 from model_server.client import Guess, PartnerClient
 from model_server.demo_data import DEMO_PARTNER
@@ -221,3 +224,20 @@ def test_scoring_a_round_again_changes_nothing_and_asks_nothing(new_player, part
     score_round(round_id=round_.pk)
     assert outcome(round_) == scored and asked.scoring == [[20, 40]]
     assert Round.objects.get(pk=round_.pk).scoring_attempts == 1
+
+
+def test_answers_remembered_for_another_round_under_the_same_id_are_not_used() -> None:
+    round_ = RoundFactory()
+    round_.settings["top_k"] = 1  # the live guess asks for five; scoring keeps the study's k
+    answer = Guess(["cat", "dog"], [3, 1], [0.6, 0.3], "v1")
+    remembered_guesses.remember(round_, 0, answer)
+    assert remembered_guesses.recall(round_, [0, 1]) == {0: Guess(["cat"], [3], [0.6], "v1")}
+    round_.client_round_id = uuid.uuid4()  # the same primary key after a database reset, the cache kept
+    assert remembered_guesses.recall(round_, [0, 1]) == {}
+
+
+def test_an_entry_of_another_shape_is_not_used(caplog) -> None:
+    round_ = RoundFactory()
+    cache.set(remembered_guesses._key(round_, 0), ("v1", ["cat"]))
+    assert remembered_guesses.recall(round_, [0]) == {}
+    assert "could not read the live guesses" in caplog.text
