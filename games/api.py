@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clickme_site.tasks_enqueue import runs_in_process
 from games.access import StudyNotOpen, is_piloting, playable_experiment
 from games.identity import ParticipantAuthentication, require_participant
 from games.models import Experiment, Participant, PlaySession, Round
@@ -170,7 +171,7 @@ class ClicksUploadApi(GameApi):
     def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
         round_ = self.own_round(client_round_id)
         data = self.valid(ClicksUploadSerializer, request)
-        next_seq = store_clicks(round_id=round_.pk, start_seq=data["start_seq"], clicks=data["clicks"])
+        next_seq, _ = store_clicks(round_=round_, start_seq=data["start_seq"], clicks=data["clicks"])
         return Response({"stored": next_seq, "next_seq": next_seq})
 
 
@@ -180,10 +181,13 @@ class GuessApi(GameApi):
     def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
         round_ = self.own_round(client_round_id)
         data = self.valid(GuessRequestSerializer, request)
+        stored = None
         if "clicks" in data:  # stored (and committed) before the partner is asked, whatever it answers
-            round_.bubble_count = store_clicks(round_id=round_.pk, start_seq=data["start_seq"], clicks=data["clicks"])
+            round_.bubble_count, stored = store_clicks(
+                round_=round_, start_seq=data["start_seq"], clicks=data["clicks"], read_back=True
+            )
         try:
-            guess = live_guess(round_=round_, bubble_count=data["bubble_count"])
+            guess = live_guess(round_=round_, bubble_count=data["bubble_count"], stored=stored)
         except PartnerError as exc:  # the page learns what was stored even without a guess
             return partner_unavailable(exc, next_seq=round_.bubble_count)
         return Response({**guess.__dict__, "next_seq": round_.bubble_count})
@@ -193,9 +197,12 @@ class RoundSubmitApi(GameApi):
     def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
         round_ = self.own_round(client_round_id)
         data = self.valid(SubmitSerializer, request)
-        submit_round(round_id=round_.pk, claimed_outcome=data["outcome"], bubble_count=data["bubble_count"])
-        # Read again: scoring may already have run when the submit committed (TASKS_IN_PROCESS).
-        return Response(round_state(Round.objects.for_play().get(pk=round_.pk)))
+        submitted = submit_round(round_=round_, claimed_outcome=data["outcome"], bubble_count=data["bubble_count"])
+        # Read again where scoring may already have run when the submit committed (TASKS_IN_PROCESS),
+        # or where the round was not this call's to submit (it comes back as stored).
+        if submitted is not round_ or runs_in_process():
+            submitted = Round.objects.for_play().get(pk=round_.pk)
+        return Response(round_state(submitted))
 
 
 class SummaryApi(GameApi):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -83,22 +84,30 @@ def open_session(
     )  # fmt: skip
 
 
-def rounds_done(session: PlaySession) -> int:
-    """How many of the session's rounds count towards its completion (`RoundQuerySet.completing`)."""
-    return Round.objects.completing(session.experiment).filter(session=session).count()
+def rounds_done(session: PlaySession, experiment: Experiment | None = None) -> int:
+    """How many of the session's rounds count towards its completion (`RoundQuerySet.completing`).
+
+    `experiment`: the session's, where the caller has it already read (else read with the session)."""
+    return Round.objects.completing(experiment or session.experiment).filter(session_id=session.pk).count()
 
 
 def _end_session(session: PlaySession, *, complete: bool) -> None:
     """Close a session; `complete` records that the participant earned the study's completion."""
     now = timezone.now()
     fields = {"ended_at": now, **({"completed_at": now} if complete else {})}
-    PlaySession.objects.filter(pk=session.pk, ended_at__isnull=True).update(**fields)
-    session.refresh_from_db(fields=["ended_at", "completed_at"])
+    if PlaySession.objects.filter(pk=session.pk, ended_at__isnull=True).update(**fields):
+        for field, value in fields.items():
+            setattr(session, field, value)
+    else:  # ended meanwhile, by another request: as it ended then
+        session.refresh_from_db(fields=["ended_at", "completed_at"])
 
 
-def complete_if_done(session: PlaySession) -> bool:
-    """Record the session's completion once it has the rounds the study asks for; say whether it is complete."""
-    if session.completed_at is None and rounds_done(session) >= session.experiment.rounds_per_session:
+def complete_if_done(session: PlaySession, experiment: Experiment | None = None) -> bool:
+    """Record the session's completion once it has the rounds the study asks for; say whether it is complete.
+
+    `experiment`: the session's, as for `rounds_done`."""
+    experiment = experiment or session.experiment
+    if session.completed_at is None and rounds_done(session, experiment) >= experiment.rounds_per_session:
         _end_session(session, complete=True)
     return session.completed_at is not None
 
@@ -168,43 +177,59 @@ def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Ro
 
 
 @transaction.atomic
-def store_clicks(*, round_id: int, start_seq: int, clicks: list[Bubble]) -> int:
-    """Append uploaded bubbles to a round and return the next expected sequence number.
+def store_clicks(
+    *, round_: Round, start_seq: int, clicks: list[Bubble], read_back: bool = False
+) -> tuple[int, list[Bubble] | None]:
+    """Append uploaded bubbles to a round; return the next expected sequence number and, with
+    `read_back`, all the round's stored bubbles (what a live guess asks the partner about).
 
     Uploads are idempotent: bubbles already stored are compared, not stored again, so a retry
     or a duplicate request changes nothing. A batch that would leave a gap, or that disagrees
     with what is stored, is a Conflict; one that breaks a painting rule stores nothing.
+    `round_` is the caller's (for_play) row: only its id and its rules snapshot are read.
     """
-    # Serialise one round's uploads; only what the rules read (every query point runs this).
-    round_ = Round.objects.select_for_update().only("status", "bubble_count", "settings").get(pk=round_id)
-    if round_.status != Round.Status.PLAYING:
-        raise Conflict("this round was already submitted", next_seq=round_.bubble_count)
-    stored = round_.bubble_count
-    if start_seq > stored:
-        raise Conflict(f"bubbles {stored}..{start_seq - 1} are missing; resend from {stored}", next_seq=stored)
+    # Serialise one round's uploads. A batch that follows what is stored (every upload but a retry)
+    # locks the round and counts itself in with one conditional UPDATE; a rule broken below rolls it
+    # back. Any other batch reads the round under a lock (docs/load-testing.md, "What a round costs,
+    # and what was cut").
+    claimed = Round.objects.filter(pk=round_.pk, status=Round.Status.PLAYING, bubble_count=start_seq).update(
+        bubble_count=start_seq + len(clicks)
+    )
+    if claimed:
+        stored = start_seq
+    else:
+        locked = Round.objects.select_for_update().only("status", "bubble_count").get(pk=round_.pk)
+        if locked.status != Round.Status.PLAYING:
+            raise Conflict("this round was already submitted", next_seq=locked.bubble_count)
+        stored = locked.bubble_count
+        if start_seq > stored:
+            raise Conflict(f"bubbles {stored}..{start_seq - 1} are missing; resend from {stored}", next_seq=stored)
+    # One read of the stored bubbles this call needs: those the batch overlaps, the last one (the
+    # painting rule's previous bubble), and with `read_back` all of them. Read after the lock, so
+    # they are the ones `stored` counts.
+    first = 0 if read_back else max(0, min(start_seq, stored - 1))
+    kept: list[Bubble] = (
+        list(round_.clicks.filter(seq__gte=first, seq__lt=stored).order_by("seq").values_list("x", "y", "t_ms"))
+        if stored > first
+        else []
+    )
     overlap = clicks[: stored - start_seq]
-    if overlap:
-        already = list(
-            round_.clicks.filter(seq__gte=start_seq, seq__lt=start_seq + len(overlap))
-            .order_by("seq")
-            .values_list("x", "y", "t_ms")
-        )
-        if already != [tuple(bubble) for bubble in overlap]:
-            raise Conflict("these bubbles differ from the ones already stored", next_seq=stored)
+    if overlap and kept[start_seq - first : start_seq - first + len(overlap)] != [tuple(bubble) for bubble in overlap]:
+        raise Conflict("these bubbles differ from the ones already stored", next_seq=stored)
     fresh = clicks[len(overlap) :]
     if fresh:
-        previous = round_.clicks.filter(seq=stored - 1).values_list("x", "y", "t_ms").first() if stored else None
-        check_bubbles(fresh, previous=previous, stored=stored, settings=round_.settings)
+        check_bubbles(fresh, previous=kept[-1] if stored else None, stored=stored, settings=round_.settings)
         Click.objects.bulk_create(
-            Click(round=round_, seq=stored + i, x=x, y=y, t_ms=t_ms) for i, (x, y, t_ms) in enumerate(fresh)
+            Click(round_id=round_.pk, seq=stored + i, x=x, y=y, t_ms=t_ms) for i, (x, y, t_ms) in enumerate(fresh)
         )
-        round_.bubble_count = stored + len(fresh)
-        round_.save(update_fields=["bubble_count"])
-    return round_.bubble_count
+        if not claimed:
+            Round.objects.filter(pk=round_.pk).update(bubble_count=stored + len(fresh))
+    return stored + len(fresh), ([*kept, *(tuple(bubble) for bubble in fresh)] if read_back else None)
 
 
-def live_guess(*, round_: Round, bubble_count: int) -> LiveGuess:
-    """Ask the partner what it sees after the first `bubble_count` stored bubbles.
+def live_guess(*, round_: Round, bubble_count: int, stored: Sequence[Bubble] | None = None) -> LiveGuess:
+    """Ask the partner what it sees after the first `bubble_count` stored bubbles (`stored`: all of
+    them, as store_clicks just read them back, else read here).
 
     Raises PartnerUnavailable quickly when the model server cannot answer in time. The answer is
     remembered for scoring, which would put the partner the same question (remembered_guesses).
@@ -216,7 +241,10 @@ def live_guess(*, round_: Round, bubble_count: int) -> LiveGuess:
         raise Conflict(f"only {round_.bubble_count} bubbles are stored; upload them first",
                        next_seq=round_.bubble_count)  # fmt: skip
     query_index = bubble_count // every - 1
-    points = list(round_.clicks.order_by("seq").values_list("x", "y")[:bubble_count])
+    if stored is None:
+        points = list(round_.clicks.order_by("seq").values_list("x", "y")[:bubble_count])
+    else:
+        points = [(x, y) for x, y, _ in stored[:bubble_count]]
     item = GuessItem(image_key=round_.image.crop.name, bubbles=points, seed=noise_seed(round_.pk, query_index))
     with live_client() as client:
         (guess,) = client.guess(
@@ -240,30 +268,39 @@ def live_guess(*, round_: Round, bubble_count: int) -> LiveGuess:
     return answer
 
 
-def submit_round(*, round_id: int, claimed_outcome: str, bubble_count: int) -> Round:
+def submit_round(*, round_: Round, claimed_outcome: str, bubble_count: int) -> Round:
     """Close a round for scoring; the worker decides the outcome from the stored bubbles.
 
-    Idempotent: submitting again returns the round as it is. Scoring is enqueued when the
-    transaction commits; if the broker is down the round waits for the periodic sweep.
+    `round_` comes with its session and experiment (`RoundQuerySet.for_play`, or start_round's).
+    Returns it, updated, when this call submits it; else the round as stored. Idempotent:
+    submitting again returns the round as it is. Scoring is enqueued when the transaction
+    commits; if the broker is down the round waits for the periodic sweep.
     """
+    # Until the worker scores it, the only outcome the server can vouch for is a skip.
+    skipped = claimed_outcome == Round.Outcome.SKIPPED
+    submitted = {
+        "status": Round.Status.SUBMITTED, "client_outcome": claimed_outcome, "submitted_at": timezone.now(),
+        "outcome": Round.Outcome.SKIPPED if skipped else Round.Outcome.WRONG,
+    }  # fmt: skip
     with transaction.atomic():
-        round_ = Round.objects.select_for_update(of=("self",)).select_related("session__experiment").get(pk=round_id)
-        if round_.status != Round.Status.PLAYING:
-            return round_
-        if bubble_count != round_.bubble_count:
-            raise Conflict(
-                f"{round_.bubble_count} bubbles are stored but {bubble_count} were painted; upload the rest first",
-                next_seq=round_.bubble_count,
-            )
-        round_.status = Round.Status.SUBMITTED
-        round_.client_outcome = claimed_outcome
-        # Until the worker scores it, the only outcome the server can vouch for is a skip.
-        skipped = claimed_outcome == Round.Outcome.SKIPPED
-        round_.outcome = Round.Outcome.SKIPPED if skipped else Round.Outcome.WRONG
-        round_.submitted_at = timezone.now()
-        round_.save(update_fields=["status", "client_outcome", "outcome", "submitted_at"])
-        complete_if_done(round_.session)
-        enqueue_on_commit(SCORE_TASK, round_id, purpose=f"score round {round_id}", log=logger)
+        # A round still playing with every painted bubble stored is locked and submitted by one
+        # conditional UPDATE; anything else (a second submit, bubbles still on their way) is read
+        # under the lock (docs/load-testing.md, "What a round costs, and what was cut").
+        playing = Round.objects.filter(pk=round_.pk, status=Round.Status.PLAYING)
+        if not playing.filter(bubble_count=bubble_count).update(**submitted):
+            stored = Round.objects.select_for_update().get(pk=round_.pk)
+            if stored.status != Round.Status.PLAYING:
+                return stored
+            if bubble_count != stored.bubble_count:
+                raise Conflict(
+                    f"{stored.bubble_count} bubbles are stored but {bubble_count} were painted; upload the rest first",
+                    next_seq=stored.bubble_count,
+                )
+            playing.update(**submitted)  # the missing bubbles arrived in between
+        for field, value in submitted.items():
+            setattr(round_, field, value)
+        complete_if_done(round_.session, experiment=round_.experiment)  # the round's experiment is its session's
+        enqueue_on_commit(SCORE_TASK, round_.pk, purpose=f"score round {round_.pk}", log=logger)
     return round_
 
 
