@@ -135,12 +135,12 @@ class SessionStartApi(GameApi):
             raise Conflict(str(exc), finished=True) from exc
         self.require_consent(experiment)
         device = self.valid(SessionStartSerializer, request)
-        session = open_session(
+        session, new = open_session(
             participant=self.participant, experiment=experiment, device=device,
             address_hash=address_hash(request.META.get("REMOTE_ADDR", "")),
             user_agent=request.META.get("HTTP_USER_AGENT", ""), pilot=pilot,
         )  # fmt: skip
-        body = {"session_id": session.pk, "rounds_done": rounds_done(session),
+        body = {"session_id": session.pk, "rounds_done": 0 if new else rounds_done(session, experiment),
                 "rounds_total": experiment.rounds_per_session}  # fmt: skip
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -156,8 +156,8 @@ class RoundStartApi(GameApi):
             participant_id=self.participant_id,
         )
         self.require_consent(session.experiment, consented=session.consented)
-        round_, created = start_round(session=session, client_round_id=data["client_round_id"])
-        return Response(round_state(round_), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        round_, created, counts = start_round(session=session, client_round_id=data["client_round_id"])
+        return Response(round_state(round_, counts), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class RoundDetailApi(GameApi):
@@ -197,12 +197,13 @@ class RoundSubmitApi(GameApi):
     def post(self, request: Request, client_round_id: uuid.UUID) -> Response:
         round_ = self.own_round(client_round_id)
         data = self.valid(SubmitSerializer, request)
-        submitted = submit_round(round_=round_, claimed_outcome=data["outcome"], bubble_count=data["bubble_count"])
+        submitted, counts = submit_round(round_=round_, claimed_outcome=data["outcome"],
+                                         bubble_count=data["bubble_count"])  # fmt: skip
         # Read again where scoring may already have run when the submit committed (TASKS_IN_PROCESS),
-        # or where the round was not this call's to submit (it comes back as stored).
-        if submitted is not round_ or runs_in_process():
-            submitted = Round.objects.for_play().get(pk=round_.pk)
-        return Response(round_state(submitted))
+        # or where the round was not this call's to submit (it comes back as stored, without counts).
+        if counts is None or runs_in_process():
+            submitted, counts = Round.objects.for_play().get(pk=round_.pk), None
+        return Response(round_state(submitted, counts))
 
 
 class SummaryApi(GameApi):

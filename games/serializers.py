@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Q
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -75,20 +74,17 @@ class SubmitSerializer(serializers.Serializer):
     bubble_count = StrictIntegerField(min_value=0, max_value=10_000)
 
 
-def round_state(round_: Round) -> dict:
+def round_state(round_: Round, counts: dict[str, int] | None = None) -> dict:
     """The RoundState of docs/game-api.md: what the browser needs to play or resume a round.
 
     `label` is the class to reveal, shown before and during the round as in the original game;
     once scored, `partner_guess` is the partner's best guess at the last point it looked.
     `session` says how far the session is towards completion and whether it is complete.
+    `counts`: `RoundQuerySet.done_in_session`, where the caller has just counted them (else counted here).
     """
     session = round_.session
-    # How many of the session's rounds are done, and how many of them came before this one: one query.
-    counts = (
-        Round.objects.completing(round_.experiment)
-        .filter(session_id=session.pk)
-        .aggregate(done=Count("pk"), before=Count("pk", filter=Q(pk__lt=round_.pk)))
-    )
+    if counts is None:
+        counts = Round.objects.done_in_session(round_)
     done_before = counts["before"]
     state = {
         "client_round_id": str(round_.client_round_id),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 
 from games.models.experiments import IMAGE_SIZE, Experiment, Image, PartnerModelVersion
 
@@ -244,6 +244,15 @@ class RoundQuerySet(models.QuerySet):
         now (`ConsentQuerySet.current`), read in the same query as the round."""
         return self.annotate(consented=Exists(_current_consent()))
 
+    def done_in_session(self, round_: Round) -> dict[str, int]:
+        """How many of the round's session's rounds are done (`completing`), and how many of them came
+        before it: one query."""
+        return (
+            self.completing(round_.experiment)
+            .filter(session_id=round_.session_id)
+            .aggregate(done=Count("pk"), before=Count("pk", filter=Q(pk__lt=round_.pk)))
+        )
+
     def completing(self, experiment: Experiment) -> RoundQuerySet:
         """Rounds that count towards a session's completion (what a panel pays for).
 
@@ -251,11 +260,16 @@ class RoundQuerySet(models.QuerySet):
         look at least once (`query_every` bubbles) or, where the study says skips count, skipped.
         A round started and left, or submitted with nothing painted, is no work done.
         """
-        Status, Outcome = self.model.Status, self.model.Outcome
-        done = Q(bubble_count__gte=experiment.query_every) & ~Q(outcome=Outcome.SKIPPED)
-        if experiment.skips_count_for_completion:
-            done |= Q(outcome=Outcome.SKIPPED)
-        return self.filter(done, status__in=[Status.SUBMITTED, Status.SCORED], invalidated_at__isnull=True)
+        return self.filter(completing_condition(experiment))
+
+
+def completing_condition(experiment: Experiment) -> Q:
+    """`RoundQuerySet.completing` as a condition, for counting the session's rounds done beside others."""
+    Status, Outcome = Round.Status, Round.Outcome
+    done = Q(bubble_count__gte=experiment.query_every) & ~Q(outcome=Outcome.SKIPPED)
+    if experiment.skips_count_for_completion:
+        done |= Q(outcome=Outcome.SKIPPED)
+    return done & Q(status__in=[Status.SUBMITTED, Status.SCORED], invalidated_at__isnull=True)
 
 
 class Round(models.Model):

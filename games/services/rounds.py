@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from clickme_site.tasks_enqueue import enqueue, enqueue_on_commit
 from games.models import Click, Experiment, Participant, PlaySession, Round
+from games.models.play import completing_condition
 from games.painting import Bubble, PaintingRuleBroken, check_bubbles
 from games.partner import live_client, partner_classes
 from games.recognition import is_recognised, recognition_floor
@@ -57,8 +59,9 @@ def open_session(
     address_hash: str,
     user_agent: str,
     pilot: bool = False,
-) -> PlaySession:
-    """Resume the participant's unfinished session in this experiment, or open a new one.
+) -> tuple[PlaySession, bool]:
+    """Resume the participant's unfinished session in this experiment, or open a new one; the
+    second value says whether it is new (and so has no rounds yet).
 
     A reload or a second tab must not restart the count at round 1 (and push completion
     further away); a session older than RESUME_WITHIN is left behind as abandoned. A pilot
@@ -77,11 +80,11 @@ def open_session(
         .first()
     )
     if unfinished is not None:
-        return unfinished
+        return unfinished, False
     return PlaySession.objects.create(
         participant=participant, experiment=experiment, address_hash=address_hash, user_agent=user_agent[:500],
         is_pilot=pilot, **device,
-    )  # fmt: skip
+    ), True  # fmt: skip
 
 
 def rounds_done(session: PlaySession, experiment: Experiment | None = None) -> int:
@@ -102,20 +105,23 @@ def _end_session(session: PlaySession, *, complete: bool) -> None:
         session.refresh_from_db(fields=["ended_at", "completed_at"])
 
 
-def complete_if_done(session: PlaySession, experiment: Experiment | None = None) -> bool:
+def complete_if_done(session: PlaySession, experiment: Experiment | None = None, *, done: int | None = None) -> bool:
     """Record the session's completion once it has the rounds the study asks for; say whether it is complete.
 
-    `experiment`: the session's, as for `rounds_done`."""
+    `experiment`: the session's, as for `rounds_done`; `done`: `rounds_done`, where the caller has counted it."""
     experiment = experiment or session.experiment
-    if session.completed_at is None and rounds_done(session, experiment) >= experiment.rounds_per_session:
+    if (
+        session.completed_at is None
+        and (rounds_done(session, experiment) if done is None else done) >= experiment.rounds_per_session
+    ):
         _end_session(session, complete=True)
     return session.completed_at is not None
 
 
-def _why_session_ends(session: PlaySession, *, started: int) -> tuple[str, bool] | None:
-    """Why no round can start in the session (`started` rounds so far), with whether it is complete
-    (recording its end), or None."""
-    if complete_if_done(session):
+def _why_session_ends(session: PlaySession, *, started: int, done: int) -> tuple[str, bool] | None:
+    """Why no round can start in the session (`started` rounds so far, `done` of them counting towards
+    its completion), with whether it is complete (recording its end), or None."""
+    if complete_if_done(session, done=done):
         return "you have played all the rounds of this session", True
     if session.ended_at is not None:
         return "this session has ended", False
@@ -125,20 +131,21 @@ def _why_session_ends(session: PlaySession, *, started: int) -> tuple[str, bool]
     return None
 
 
-def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Round, bool]:
+def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Round, bool, dict[str, int] | None]:
     """Start the session's next round, or return the round it is already playing.
 
-    The second value says whether the round is new. Re-sending the same client id after a
-    reload resumes that round; a start while another round of the session is still being
-    played (a second tab, a lost client id, parallel requests) returns that round too, so a
-    session plays one round at a time and its positions and images never repeat. A session
-    that is complete, has run out of images, or has started many rounds without finishing
-    them ends, with a Conflict that says `finished` (and, when out of images with work done,
-    completion is recorded first).
+    The second value says whether the round is new; the third, for a new round, is its session's
+    counts (`RoundQuerySet.done_in_session`: every round done came before it), counted at the start.
+    Re-sending the same client id after a reload resumes that round; a start while another round
+    of the session is still being played (a second tab, a lost client id, parallel requests)
+    returns that round too, so a session plays one round at a time and its positions and images
+    never repeat. A session that is complete, has run out of images, or has started many rounds
+    without finishing them ends, with a Conflict that says `finished` (and, when out of images
+    with work done, completion is recorded first).
     """
     existing = Round.objects.for_play().filter(participant_id=session.participant_id, client_round_id=client_round_id)
     if (found := existing.first()) is not None:
-        return found, False
+        return found, False, None
     experiment = session.experiment
     if experiment.status != Experiment.Status.LIVE and not session.is_pilot:
         raise Conflict(f"this study is {experiment.get_status_display()}: no new rounds can start", finished=True)
@@ -150,18 +157,24 @@ def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Ro
             .select_related("experiment", "participant")
             .get(pk=session.pk)
         )
-        playing = Round.objects.for_play().filter(session_id=session.pk, status=Round.Status.PLAYING).first()
-        if playing is not None:
-            return playing, False
-        position = session.rounds.count()
-        ending = _why_session_ends(session, started=position)
+        # What the start decides by, in one query after the lock: the round being played, if any, and
+        # how many rounds were started and done (docs/load-testing.md, "What a round costs, and what was cut").
+        counts = session.rounds.aggregate(
+            playing=Min("pk", filter=Q(status=Round.Status.PLAYING)),
+            started=Count("pk"),
+            done=Count("pk", filter=completing_condition(experiment)),
+        )
+        if counts["playing"] is not None:
+            return Round.objects.for_play().get(pk=counts["playing"]), False, None
+        position = counts["started"]
+        ending = _why_session_ends(session, started=position, done=counts["done"])
         if ending is None:
             catch_trial = position in catch_rounds(experiment=experiment, session_id=session.pk)
             image = choose_image(experiment=experiment, participant=session.participant, catch_trial=catch_trial)
             if image is None:
                 # Out of images: the participant did what the study could offer. Any work done
                 # earns the completion; a session that could not play a single round just ends.
-                complete = rounds_done(session) > 0
+                complete = counts["done"] > 0
                 _end_session(session, complete=complete)
                 ending = ("there is no image left for you to play in this study", complete)
             else:
@@ -173,7 +186,7 @@ def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Ro
     # Raised outside the block, so that the session's end (and completion) recorded above is kept.
     if ending is not None:
         raise Conflict(ending[0], finished=True, complete=ending[1])
-    return round_, True
+    return round_, True, {"done": counts["done"], "before": counts["done"]}
 
 
 @transaction.atomic
@@ -268,12 +281,13 @@ def live_guess(*, round_: Round, bubble_count: int, stored: Sequence[Bubble] | N
     return answer
 
 
-def submit_round(*, round_: Round, claimed_outcome: str, bubble_count: int) -> Round:
+def submit_round(*, round_: Round, claimed_outcome: str, bubble_count: int) -> tuple[Round, dict[str, int] | None]:
     """Close a round for scoring; the worker decides the outcome from the stored bubbles.
 
     `round_` comes with its session and experiment (`RoundQuerySet.for_play`, or start_round's).
-    Returns it, updated, when this call submits it; else the round as stored. Idempotent:
-    submitting again returns the round as it is. Scoring is enqueued when the transaction
+    Returns it, updated, with its session's counts after it (`RoundQuerySet.done_in_session`) when
+    this call submits it; else the round as stored and None. Idempotent: submitting again returns
+    the round as it is. Scoring is enqueued when the transaction
     commits; if the broker is down the round waits for the periodic sweep.
     """
     # Until the worker scores it, the only outcome the server can vouch for is a skip.
@@ -290,7 +304,7 @@ def submit_round(*, round_: Round, claimed_outcome: str, bubble_count: int) -> R
         if not playing.filter(bubble_count=bubble_count).update(**submitted):
             stored = Round.objects.select_for_update().get(pk=round_.pk)
             if stored.status != Round.Status.PLAYING:
-                return stored
+                return stored, None
             if bubble_count != stored.bubble_count:
                 raise Conflict(
                     f"{stored.bubble_count} bubbles are stored but {bubble_count} were painted; upload the rest first",
@@ -299,9 +313,12 @@ def submit_round(*, round_: Round, claimed_outcome: str, bubble_count: int) -> R
             playing.update(**submitted)  # the missing bubbles arrived in between
         for field, value in submitted.items():
             setattr(round_, field, value)
-        complete_if_done(round_.session, experiment=round_.experiment)  # the round's experiment is its session's
+        counts = Round.objects.done_in_session(round_)  # what completion and the answer need, counted once
+        complete_if_done(
+            round_.session, round_.experiment, done=counts["done"]
+        )  # the round's experiment is its session's
         enqueue_on_commit(SCORE_TASK, round_.pk, purpose=f"score round {round_.pk}", log=logger)
-    return round_
+    return round_, counts
 
 
 def enqueue_scoring(round_id: int) -> None:

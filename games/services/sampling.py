@@ -45,17 +45,18 @@ def choose_image(
         pk__in=played
     )
     # The order of preference as sort keys (False first): the asked kind, then below the target,
-    # then the fewest valid rounds. The best key is one query, the images that share it another.
+    # then the fewest valid rounds. One query: the first 500 in that order, of which those that share
+    # the best key are the choice (all of them, or 500 of them); then the chosen image's row.
     ranked = unplayed.annotate(
         other_kind=ExpressionWrapper(~Q(is_catch_trial=catch_trial), output_field=BooleanField()),
         at_target=ExpressionWrapper(Q(valid_rounds__gte=experiment.target_maps_per_image), output_field=BooleanField()),
     )
-    best = (
-        ranked.order_by("other_kind", "at_target", "valid_rounds")
-        .values("other_kind", "at_target", "valid_rounds")
-        .first()
+    first = list(
+        ranked.order_by("other_kind", "at_target", "valid_rounds").values_list(
+            "other_kind", "at_target", "valid_rounds", "pk"
+        )[:500]
     )
-    if best is None:
+    if not first:
         return None
-    ids = list(ranked.filter(**best).values_list("pk", flat=True)[:500])
+    ids = [pk for *key, pk in first if key == list(first[0][:3])]
     return Image.objects.select_related("category").get(pk=rng.choice(ids))

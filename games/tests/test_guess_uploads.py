@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from games.models import Click, Round
+from games.services import rounds
 from games.tests.http_player import painted
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,3 +74,20 @@ def test_start_seq_and_clicks_come_together_or_not_at_all(new_player, half: dict
     round_id = player.start_round().json()["client_round_id"]
     answer = player.guess(round_id, 10, **half)
     assert answer.status_code == 400 and "start_seq and clicks" in answer.json()["error"]
+
+
+def test_a_carried_batch_overlapping_the_stored_bubbles_asks_the_partner_about_each_stored_bubble_in_order(
+    new_player, partner, monkeypatch
+) -> None:
+    asked: list[list[tuple[int, int]]] = []
+    item = rounds.GuessItem
+    monkeypatch.setattr(rounds, "GuessItem", lambda **fields: asked.append(list(fields["bubbles"])) or item(**fields))
+    player = new_player()
+    round_id = player.start_round().json()["client_round_id"]
+    clicks = painted(25)
+    player.upload(round_id, clicks[:15])
+    carried = player.guess(round_id, 20, start_seq=5, clicks=clicks[5:25])  # 5..14 stored already, 15..24 new
+    assert carried.status_code == 200, carried.text
+    assert carried.json()["next_seq"] == 25 and len(stored()) == 25
+    assert player.guess(round_id, 10).status_code == 200  # read from the stored bubbles
+    assert asked == [[(x, y) for x, y, _ in clicks[:20]], [(x, y) for x, y, _ in clicks[:10]]]

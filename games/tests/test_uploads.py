@@ -110,3 +110,15 @@ def test_submitting_before_all_bubbles_arrived_asks_for_the_rest(new_player) -> 
     answer = player.submit(round_id, "correct", 20)
     assert answer.status_code == 409 and answer.json()["next_seq"] == 10
     assert Round.objects.get().status == "playing"
+
+
+def test_a_second_submit_changes_nothing_and_answers_the_round_as_stored(new_player) -> None:
+    player = new_player()
+    round_id = player.start_round().json()["client_round_id"]
+    player.upload(round_id, painted(10))
+    first = player.submit(round_id, "skipped", 10)
+    submitted_at = Round.objects.get().submitted_at
+    again = player.submit(round_id, "correct", 10)
+    assert first.status_code == again.status_code == 200 and again.json()["status"] == "submitted"
+    assert again.json() == first.json()
+    assert Round.objects.values_list("client_outcome", "submitted_at").get() == ("skipped", submitted_at)
