@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from games.models import Click, Round
+from games.services import rounds
 from games.tests.http_player import painted
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -122,3 +123,16 @@ def test_a_second_submit_changes_nothing_and_answers_the_round_as_stored(new_pla
     assert first.status_code == again.status_code == 200 and again.json()["status"] == "submitted"
     assert again.json() == first.json()
     assert Round.objects.values_list("client_outcome", "submitted_at").get() == ("skipped", submitted_at)
+
+
+def test_racing_submits_of_a_round_submit_it_once(new_player, monkeypatch) -> None:
+    scoring: list[tuple] = []
+    monkeypatch.setattr(rounds, "enqueue_on_commit", lambda *args, **kwargs: scoring.append(args))
+    player = new_player()
+    round_id = player.start_round().json()["client_round_id"]
+    player.upload(round_id, painted(10))
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: player.submit(round_id, "wrong", 10), range(6)))
+    assert {answer.status_code for answer in answers} == {200}
+    assert {answer.json()["status"] for answer in answers} == {"submitted"}
+    assert len(scoring) == 1 and Round.objects.get().status == "submitted"
