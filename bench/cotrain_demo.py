@@ -219,6 +219,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="what trains the gates: both losses, or the map loss alone")  # fmt: skip
     parser.add_argument("--gate-warmup-steps", type=int, default=defaults.gate_warmup_steps,
                         help="co-trained: first steps with the map loss alone")  # fmt: skip
+    parser.add_argument("--gate-shut-below", type=float, default=defaults.gate_shut_below,
+                        help="co-trained: shut gates below this share of a map's peak (train's default)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="every kind alike")
     parser.add_argument("--parallel", type=int, default=defaults.parallel, help="training runs at once")
     parser.add_argument("--fresh", action="store_true", help="remove the run directory first")
     parser.add_argument("--maps-only", action="store_true", help="stop once the human maps are exported")
@@ -227,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
                      mapped_per_class=args.mapped_per_class, test_mapped_per_class=args.test_mapped_per_class,
                      seeds=tuple(args.seeds), epochs=args.epochs, map_loss=args.map_loss, map_weight=args.map_weight,
                      gate_learns_from=args.gate_learns_from, gate_warmup_steps=args.gate_warmup_steps,
+                     gate_shut_below=args.gate_shut_below, batch_size=args.batch_size,
                      parallel=args.parallel)  # fmt: skip
     if args.fresh:
         shutil.rmtree(config.root, ignore_errors=True)

@@ -73,3 +73,22 @@ def test_a_short_demonstration_trains_evaluates_and_reports(tmp_path: Path) -> N
     assert len(saved["rows"]) == 6 and {check["seed"] for check in saved["checks"]} == {0, 1}
     assert set(saved["checks"][0]) >= {"gap_points", "closed", "alignment_gain_points", "gap_ok"}
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_every_kind_trains_the_same_steps_and_only_the_cotrained_one_learns_from_the_maps() -> None:
+    config = cotrain_demo.DemoConfig(gate_shut_below=0.01)
+    commands = {kind: cotrain_demo.train_command(config, kind, 1, Path("exports/train")) for kind in cotrain_demo.KINDS}
+
+    def flag(command: list[str], name: str) -> str:
+        return command[command.index(name) + 1]
+
+    for name in ("--seed", "--epochs", "--batch-size", "--lr", "--arch"):
+        assert len({flag(command, name) for command in commands.values()}) == 1, name
+    cotrained = commands["cotrained"]
+    assert flag(cotrained, "--gate-shut-below") == str(config.gate_shut_below)
+    assert flag(cotrained, "--gate-learns-from") == "maps"
+    for kind in ("plain", "reference"):
+        assert "--cotrain" not in commands[kind] and "--gate-shut-below" not in commands[kind]
+    assert flag(commands["reference"], "--data").endswith("train-free")  # the same objects, no cue
+    default = cotrain_demo.train_command(cotrain_demo.DemoConfig(), "cotrained", 1, Path("exports/train"))
+    assert "--gate-shut-below" not in default  # train's own default applies
