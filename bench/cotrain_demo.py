@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gate-shut-below", type=float, default=defaults.gate_shut_below,
                         help="co-trained: shut gates below this share of a map's peak (train's default)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="every kind alike")
+    parser.add_argument("--gala-layers", type=int, nargs="+", default=list(defaults.gala_layers),
+                        help="the ResNet stages (1-4) with GALA, every kind alike")  # fmt: skip
     parser.add_argument("--parallel", type=int, default=defaults.parallel, help="training runs at once")
     parser.add_argument("--fresh", action="store_true", help="remove the run directory first")
     parser.add_argument("--maps-only", action="store_true", help="stop once the human maps are exported")
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
                      seeds=tuple(args.seeds), epochs=args.epochs, map_loss=args.map_loss, map_weight=args.map_weight,
                      gate_learns_from=args.gate_learns_from, gate_warmup_steps=args.gate_warmup_steps,
                      gate_shut_below=args.gate_shut_below, batch_size=args.batch_size,
-                     parallel=args.parallel)  # fmt: skip
+                     gala_layers=tuple(args.gala_layers), parallel=args.parallel)  # fmt: skip
     if args.fresh:
         shutil.rmtree(config.root, ignore_errors=True)
     config.root.mkdir(parents=True, exist_ok=True)

@@ -67,12 +67,13 @@ class DemoConfig:
     # None keeps train's default. 1 % and 0.5 % measured no better (docs/training.md, "What was
     # tried against the shortcut").
     gate_shut_below: float | None = None
-    # The network: the small GALA preset at the released code's input placement, in layer1 and
-    # layer2, scaled to 112 px, with gates that can shut (hard) and see a 5x5 neighbourhood.
+    # The network: the small GALA preset at the released code's input placement, scaled to 112 px,
+    # with gates that can shut (hard) and see a 5x5 neighbourhood; GALA in the stages `gala_layers`.
     model: tuple[str, ...] = (
-        *("--arch", "gala_small", "--resize", "112", "--placement", "input", "--gala-layers", "1", "2"),
+        *("--arch", "gala_small", "--resize", "112", "--placement", "input"),
         *("--nonlinearity", "hard", "--extra-conv"),
     )
+    gala_layers: tuple[int, ...] = (1, 2)
     parallel: int = 2  # training runs at once, one thread each
     extra: tuple[str, ...] = field(default_factory=tuple)  # more train flags (the quick test's sizes)
 
@@ -113,7 +114,8 @@ def train_command(config: DemoConfig, kind: str, seed: int, train_export: Path) 
     """The ``model_server.train`` command of one run: every kind trains the same steps from the same seed."""
     images = config.root / "images"
     out = config.root / "runs" / f"{kind}-{seed}.pt"
-    command = [sys.executable, "-m", "model_server.train", *config.model, "--seed", str(seed), "--out", str(out)]
+    command = [sys.executable, "-m", "model_server.train", *config.model]
+    command += ["--gala-layers", *map(str, config.gala_layers), "--seed", str(seed), "--out", str(out)]
     command += ["--epochs", str(config.epochs), "--batch-size", str(config.batch_size), "--lr", str(config.lr)]
     # No reveals (those are for a partner) and no colour augmentation (it would scramble the cue).
     command += ["--reveal-prob", "0", "--no-augment-colour", "--threads", "1", "--eval-bubbles", "10"]

@@ -76,7 +76,7 @@ def test_a_short_demonstration_trains_evaluates_and_reports(tmp_path: Path) -> N
 
 
 def test_every_kind_trains_the_same_steps_and_only_the_cotrained_one_learns_from_the_maps() -> None:
-    config = cotrain_demo.DemoConfig(gate_shut_below=0.01)
+    config = cotrain_demo.DemoConfig(gate_shut_below=0.01, gala_layers=(2, 3))
     commands = {kind: cotrain_demo.train_command(config, kind, 1, Path("exports/train")) for kind in cotrain_demo.KINDS}
 
     def flag(command: list[str], name: str) -> str:
@@ -84,6 +84,9 @@ def test_every_kind_trains_the_same_steps_and_only_the_cotrained_one_learns_from
 
     for name in ("--seed", "--epochs", "--batch-size", "--lr", "--arch"):
         assert len({flag(command, name) for command in commands.values()}) == 1, name
+    for command in commands.values():
+        at = command.index("--gala-layers")
+        assert command[at + 1 : at + 4] == ["2", "3", "--seed"]  # the stages, every kind alike
     cotrained = commands["cotrained"]
     assert flag(cotrained, "--gate-shut-below") == str(config.gate_shut_below)
     assert flag(cotrained, "--gate-learns-from") == "maps"
