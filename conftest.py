@@ -46,6 +46,15 @@ def _test_settings(settings: pytest.FixtureDef, tmp_path: Path) -> None:
 
 
 @pytest.fixture
+def broker_tasks() -> Iterator[None]:
+    """Send Celery tasks to the broker, as a site with one does, even in a run without REDIS_URL (mock the sending)."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
 def eager_tasks() -> Iterator[None]:
     """Run Celery tasks in-process, even when REDIS_URL points at a broker with no worker."""
     previous = celery_app.conf.task_always_eager

@@ -44,8 +44,10 @@ def enqueue(
     purpose: str,
     log: logging.Logger = logger,
     on_broker_error: Callable[[Exception], None] | None = None,
+    countdown: float = 0,
 ) -> None:
-    """Send the task `task_name` now; never raises. `purpose` completes "could not …" in the log."""
+    """Send the task `task_name` now, to start `countdown` seconds later; never raises. `purpose`
+    completes "could not …" in the log. In-process, the task runs at once whatever the countdown."""
     task = celery_app.tasks[task_name]
     if runs_in_process():
         try:
@@ -54,7 +56,7 @@ def enqueue(
             log.exception(f"could not {purpose} in-process; it is left to the sweep or a rerun")
         return
     try:
-        task.delay(*args)
+        task.apply_async(args, countdown=countdown) if countdown else task.delay(*args)
     except BROKER_ERRORS as exc:
         log.exception(f"could not {purpose}: the task queue is unreachable")
         if on_broker_error is not None:

@@ -15,7 +15,7 @@ from maps import services
 
 @receiver(round_counted, dispatch_uid="maps.rebuild_map_of_counted_round")
 def rebuild_map_of_counted_round(sender: object, *, experiment_id: int, image_id: int, **kwargs: object) -> None:
-    """A newly scored round that counts: rebuild its image's map."""
+    """A newly scored round that counts: rebuild its image's map, with the other rounds counted meanwhile."""
     services.enqueue_map_build(experiment_id=experiment_id, image_id=image_id)
 
 
@@ -23,6 +23,6 @@ def rebuild_map_of_counted_round(sender: object, *, experiment_id: int, image_id
 def rebuild_maps_of_moderated_images(
     sender: object, *, experiment_id: int, image_ids: list[int], **kwargs: object
 ) -> None:
-    """A moderator changed which rounds count on these images: rebuild each one's map."""
+    """A moderator changed which rounds count on these images: rebuild each one's map at once."""
     for image_id in image_ids:
-        services.enqueue_map_build(experiment_id=experiment_id, image_id=image_id)
+        services.enqueue_map_build(experiment_id=experiment_id, image_id=image_id, coalesce=False)

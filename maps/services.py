@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 import numpy as np
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
@@ -25,10 +26,11 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from tqdm import tqdm
 
-from clickme_site.tasks_enqueue import enqueue
+from clickme_site.tasks_enqueue import enqueue, runs_in_process
 from games.consensus import ConsensusMap
 from games.imaging import png_bytes
 from games.models import Click, Experiment, Image, Round
+from maps import pending_builds
 from maps.heatmap import SELECTIONS, MapParameters, click_maps, count_histograms, overlay, raw_maps
 from maps.models import ClickMap, ReliabilityReport
 from maps.reliability import (
@@ -219,14 +221,35 @@ def rebuild_maps(
     return built
 
 
-def enqueue_map_build(*, experiment_id: int, image_id: int) -> None:
+def enqueue_map_build(*, experiment_id: int, image_id: int, coalesce: bool = True) -> None:
     """Ask a worker to rebuild an image's map; never raises (clickme_site/tasks_enqueue.py).
 
-    The map is derived data that `rebuild_maps` and the map sweep can always recreate, so a
-    broker outage is only logged: it may not undo or fail the change that caused the rebuild.
+    With `coalesce` (a counted round), the build starts MAP_BUILD_COALESCE_S later, and requests
+    for the same map while it waits are that build (maps/pending_builds.py); a moderator's change
+    and the sweep ask for a build at once. The map is derived data that `rebuild_maps` and the
+    map sweep can always recreate, so a broker outage is only logged: it may not undo or fail the
+    change that caused the rebuild.
     """
+    wait_s = settings.MAP_BUILD_COALESCE_S if coalesce and not runs_in_process() else 0
+    if wait_s and not pending_builds.claim(experiment_id, image_id, wait_s=wait_s):
+        return  # a build already waits, and it reads this change
+
+    def forget_claim(_: Exception) -> None:
+        pending_builds.release(experiment_id, image_id)
+
     purpose = f"rebuild the map of image {image_id} in experiment {experiment_id}"
-    enqueue(BUILD_TASK, experiment_id, image_id, purpose=purpose, log=logger)
+    enqueue(BUILD_TASK, experiment_id, image_id, purpose=purpose, log=logger, countdown=wait_s,
+            on_broker_error=forget_claim if wait_s else None)  # fmt: skip
+
+
+def build_requested_map(*, experiment_id: int, image_id: int) -> None:
+    """A worker's rebuild of one map (`enqueue_map_build`): clear its waiting mark, rebuild, then check for a plateau.
+
+    The mark goes first, before anything is read, so a round counted from here on asks for a build of its own.
+    """
+    pending_builds.release(experiment_id, image_id)
+    build_click_map(experiment_id=experiment_id, image_id=image_id)
+    retire_converged_images(experiment_id=experiment_id, image_ids=[image_id])
 
 
 def _load_npy(field: FieldFile) -> np.ndarray:
@@ -479,6 +502,7 @@ def retire_converged_images(*, experiment_id: int, image_ids: Iterable[int] | No
 __all__ = [
     "SELECTION",
     "build_click_map",
+    "build_requested_map",
     "compute_reliability",
     "consensus_map",
     "counts_array",

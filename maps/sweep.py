@@ -47,5 +47,5 @@ def enqueue_stale_maps(*, look_back: timedelta = LOOK_BACK) -> int:
     """Enqueue a rebuild of every stale map; returns how many."""
     stale = stale_maps(look_back=look_back)
     for experiment_id, image_id in stale:
-        enqueue_map_build(experiment_id=experiment_id, image_id=image_id)
+        enqueue_map_build(experiment_id=experiment_id, image_id=image_id, coalesce=False)  # the net never waits
     return len(stale)

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from maps.export_limits import delete_expired_exports
-from maps.services import build_click_map, retire_converged_images
+from maps.services import build_requested_map
 from maps.sweep import enqueue_stale_maps
 
 
@@ -20,8 +20,7 @@ from maps.sweep import enqueue_stale_maps
 )
 def build_click_map_task(experiment_id: int, image_id: int) -> None:
     """Recompute one image's map from its raw clicks (idempotent), then check it for a plateau."""
-    build_click_map(experiment_id=experiment_id, image_id=image_id)
-    retire_converged_images(experiment_id=experiment_id, image_ids=[image_id])
+    build_requested_map(experiment_id=experiment_id, image_id=image_id)
 
 
 @shared_task(ignore_result=True)

@@ -65,3 +65,12 @@ def test_with_a_broker_a_mistake_in_sending_is_not_hidden(task, with_broker) -> 
     task.delay.side_effect = TypeError("delay() got an unexpected keyword argument")
     with pytest.raises(TypeError):
         enqueue(NAME, 7, purpose="do the thing")
+
+
+def test_a_countdown_is_sent_with_the_task_and_ignored_in_process(task, with_broker) -> None:
+    enqueue(NAME, 7, purpose="do the thing", countdown=10)
+    task.apply_async.assert_called_once_with((7,), countdown=10)
+    task.delay.assert_not_called()
+    celery_app.conf.task_always_eager = True
+    enqueue(NAME, 8, purpose="do the thing", countdown=10)
+    task.delay.assert_called_once_with(8)  # in-process: at once

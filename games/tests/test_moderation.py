@@ -91,7 +91,10 @@ def test_shadow_ban_hides_everything_from_maps_counts_and_leaderboard_but_not_fr
     world, moderator, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
     built: list[tuple[int, int]] = []
-    monkeypatch.setattr("maps.services.enqueue_map_build", lambda **ids: built.append(tuple(ids.values())))
+    monkeypatch.setattr(
+        "maps.services.enqueue_map_build",
+        lambda *, experiment_id, image_id, coalesce: built.append((experiment_id, image_id, coalesce)),
+    )
     cheater = world["sessions"][1].participant  # the higher scorer
     experiment = world["experiment"]
     before = summary(participant=world["sessions"][0].participant, experiment=experiment)
@@ -100,7 +103,7 @@ def test_shadow_ban_hides_everything_from_maps_counts_and_leaderboard_but_not_fr
     with django_capture_on_commit_callbacks(execute=True):
         entry = moderation.shadow_ban(actor=moderator, participant=cheater, reason="replayed paths")
     assert entry.details == {"changed": True, "rounds_affected": 2, "maps_rebuilt": 2, "participants_rescored": 1}
-    assert sorted(built) == sorted((experiment.pk, image.pk) for image in world["images"])
+    assert sorted(built) == sorted((experiment.pk, image.pk, False) for image in world["images"])  # at once
     assert [image.valid_rounds for image in Image.objects.order_by("pk")] == [1, 1]
     honest_view = summary(participant=world["sessions"][0].participant, experiment=experiment)
     assert cheater.username not in [row["username"] for row in honest_view["leaderboard"]]

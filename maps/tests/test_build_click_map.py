@@ -10,6 +10,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -19,6 +20,7 @@ from clickme_site.celery import app as celery_app
 from games.models import Participant, Round
 from games.services.scoring import _record_score
 from games.tests.factories import ExperimentFactory, ImageFactory, ParticipantFactory, RoundFactory
+from maps import pending_builds
 from maps.heatmap import MapParameters, click_map, count_histograms
 from maps.models import ClickMap
 from maps.services import (
@@ -201,22 +203,25 @@ def test_min_clicks_is_a_recorded_parameter(experiment, image) -> None:
 
 @pytest.mark.parametrize(("claimed", "enqueued"), [(Round.Outcome.CORRECT, True), (Round.Outcome.SKIPPED, False)])
 def test_scoring_a_round_enqueues_its_map_on_commit(
-    experiment, image, django_capture_on_commit_callbacks, claimed, enqueued
+    experiment, image, broker_tasks, django_capture_on_commit_callbacks, claimed, enqueued
 ) -> None:
     round_ = RoundFactory(experiment=experiment, image=image, status=Round.Status.SUBMITTED, outcome=claimed,
                           client_outcome=claimed, submitted_at=timezone.now() + timedelta(hours=1))  # fmt: skip
+    pending_builds.release(experiment.pk, image.pk)
     with (
-        mock.patch("maps.tasks.build_click_map_task.delay") as delay,
+        mock.patch("maps.tasks.build_click_map_task.apply_async") as send,
         django_capture_on_commit_callbacks(execute=True),
     ):
         _record_score(round_, [], "v1", None, None)
-        delay.assert_not_called()  # not before the score is committed
-    assert delay.call_args_list == ([mock.call(experiment.pk, image.pk)] if enqueued else [])
+        send.assert_not_called()  # not before the score is committed
+    wait_s = settings.MAP_BUILD_COALESCE_S
+    assert send.call_args_list == ([mock.call((experiment.pk, image.pk), countdown=wait_s)] if enqueued else [])
 
 
-def test_a_broker_outage_is_logged_not_raised(experiment, image) -> None:
+def test_a_broker_outage_is_logged_not_raised(experiment, image, broker_tasks) -> None:
+    pending_builds.release(experiment.pk, image.pk)
     with (
-        mock.patch("maps.tasks.build_click_map_task.delay", side_effect=BrokerError("no broker")),
+        mock.patch("maps.tasks.build_click_map_task.apply_async", side_effect=BrokerError("no broker")),
         mock.patch("maps.services.logger.exception") as log,
     ):
         enqueue_map_build(experiment_id=experiment.pk, image_id=image.pk)
