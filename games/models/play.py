@@ -349,18 +349,6 @@ class Round(models.Model):
     def __str__(self) -> str:
         return f"round {self.pk} ({self.image})"
 
-    @property
-    def counts(self) -> bool:
-        """Whether this round may feed maps and public leaderboards (a query or two: not for loops)."""
-        return (
-            self.status == self.Status.SCORED
-            and self.invalidated_at is None
-            and self.outcome != self.Outcome.SKIPPED
-            and self.session.invalidated_at is None
-            and not self.session.is_pilot
-            and not self.participant.is_shadow_banned
-        )
-
 
 class Click(models.Model):
     """One bubble, at image-pixel (x, y), `t_ms` after the pointer first went down.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 import numpy as np
@@ -20,22 +21,31 @@ logger = logging.getLogger(__name__)
 
 def check_round_quality(*, round_id: int) -> list[QualityFlag]:
     """Run every rule on a round; store each that fires as a flag (once per rule) and recount the session's flags."""
+    round_ = Round.objects.select_related("image", "experiment").get(pk=round_id)
+    return judge_round(round_, list(round_.clicks.order_by("seq").values_list("x", "y", "t_ms")))
+
+
+def judge_round(round_: Round, bubbles: Sequence[Bubble]) -> list[QualityFlag]:
+    """`check_round_quality` for a round already read, with its image and experiment, and all its bubbles in order.
+
+    Scoring has both in hand when it stores a score, so the checks read neither again.
+    """
     # One atomic block (a savepoint inside scoring's transaction): a failure here leaves the score intact.
     with transaction.atomic():
-        round_ = Round.objects.select_related("image", "experiment").get(pk=round_id)
         thresholds = Thresholds.from_overrides(round_.experiment.quality_thresholds)
-        bubbles = list(round_.clicks.order_by("seq").values_list("x", "y", "t_ms"))
-        findings = run_rules(bubbles, round_context(round_, thresholds), thresholds)
-        flags = [
+        findings = run_rules(list(bubbles), round_context(round_, thresholds), thresholds)
+        stored = [
             QualityFlag.objects.get_or_create(
-                round=round_, rule=rule, defaults={"session_id": round_.session_id, "score": score, "reason": reason}
-            )[0]
+                round_id=round_.pk, rule=rule,
+                defaults={"session_id": round_.session_id, "score": score, "reason": reason},
+            )
             for rule, (score, reason) in findings.items()
-        ]
-        recount_session_flags(session_id=round_.session_id)
-    if flags:
+        ]  # fmt: skip
+        if any(created for _, created in stored):  # the session's count changes only with a new flag
+            recount_session_flags(session_id=round_.session_id)
+    if stored:
         logger.info("round %s flagged: %s", round_.pk, ", ".join(sorted(findings)))
-    return flags
+    return [flag for flag, _ in stored]
 
 
 def recount_session_flags(*, session_id: int) -> None:
@@ -83,19 +93,16 @@ def recent_paths(round_: Round, thresholds: Thresholds) -> list[tuple[str, list[
     """The first bubbles of recent other rounds of this participant, and of others on the same image."""
     recent = Round.objects.exclude(pk=round_.pk).exclude(bubble_count__lt=thresholds.replay_min_bubbles)
     limit = thresholds.replay_recent_rounds
-    ids = list(recent.filter(participant_id=round_.participant_id).order_by("-pk").values_list("pk", flat=True)[:limit])
-    ids += list(
+    own = recent.filter(participant_id=round_.participant_id).order_by("-pk").values_list("pk", flat=True)[:limit]
+    others = (
         recent.filter(image_id=round_.image_id)
         .exclude(participant_id=round_.participant_id)
         .order_by("-pk")
         .values_list("pk", flat=True)[:limit]
     )
-    paths: dict[int, list[Bubble]] = {pk: [] for pk in ids}
-    rows = Click.objects.filter(round_id__in=ids, seq__lt=thresholds.replay_compare_bubbles).order_by("round_id", "seq")
-    for round_id, x, y, t_ms in rows.values_list("round_id", "x", "y", "t_ms"):
+    whose = {pk: "same participant" for pk in own} | {pk: "same image" for pk in others}
+    paths: dict[int, list[Bubble]] = {pk: [] for pk in whose}
+    rows = Click.objects.filter(round_id__in=list(whose), seq__lt=thresholds.replay_compare_bubbles)
+    for round_id, x, y, t_ms in rows.order_by("round_id", "seq").values_list("round_id", "x", "y", "t_ms"):
         paths[round_id].append((x, y, t_ms))
-    owners = dict(Round.objects.filter(pk__in=ids).values_list("pk", "participant_id"))
-    return [
-        (f"round {pk} ({'same participant' if owners[pk] == round_.participant_id else 'same image'})", path)
-        for pk, path in paths.items()
-    ]
+    return [(f"round {pk} ({whose[pk]})", path) for pk, path in paths.items()]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Count, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -19,7 +19,7 @@ from games.painting import points_for
 from games.partner import partner_classes, record_version, scoring_client
 from games.recognition import is_recognised, recognition_floor
 from games.services import remembered_guesses
-from games.services.quality import check_round_quality
+from games.services.quality import check_round_quality, judge_round
 from games.services.rounds import enqueue_scoring
 from games.signals import announce_round_counted
 from model_server.client import Guess, GuessItem
@@ -63,7 +63,7 @@ def score_round(*, round_id: int) -> Round:
     floor = recognition_floor(rules, len(partner_classes(partner))) if guesses else 0.0
     recognised_at = _first_recognised(guesses, round_.image.category.name, top_k, floor)
     recognised_at_ms = clicks[(recognised_at + 1) * every - 1][2] if recognised_at is not None else None
-    scored = _record_score(round_, guesses, version, recognised_at, recognised_at_ms, floor)
+    scored = _record_score(round_, guesses, version, recognised_at, recognised_at_ms, floor, bubbles=clicks)
     if remembered:
         remembered_guesses.forget(round_, queries)
     return scored
@@ -108,7 +108,11 @@ def _record_score(
     recognised_at: int | None,
     recognised_at_ms: int | None,
     floor: float = 0.0,
+    *,
+    bubbles: Sequence[tuple[int, int, int]] | None = None,
 ) -> Round:
+    """Store the score of `round_` (read with its image and experiment), once; `bubbles`: all its stored bubbles
+    in order, when the caller read them (the quality checks then do not)."""
     locked = Round.objects.select_for_update().get(pk=round_.pk)
     if locked.status != Round.Status.SUBMITTED:  # a concurrent run of the same task finished first
         return locked
@@ -143,29 +147,32 @@ def _record_score(
     refresh_image_counts(image_id=locked.image_id)
     refresh_participant_score(participant_id=locked.participant_id)
     try:
-        check_round_quality(round_id=locked.pk)  # flags are for review: the round is scored all the same
+        # Flags are for review: the round is scored all the same.
+        judge_round(round_, bubbles) if bubbles is not None else check_round_quality(round_id=locked.pk)
     except Exception:  # a failing rule must never stop scoring; its savepoint has been rolled back
         logger.exception("quality checks failed on round %s", locked.pk)
-    if locked.counts:  # every scored valid round feeds its image's map (maps listens), once it is committed
+    if (
+        Round.objects.counting().filter(pk=locked.pk).exists()
+    ):  # it feeds its image's map (maps listens), once committed
         announce_round_counted(experiment_id=locked.experiment_id, image_id=locked.image_id)
     logger.info("scored round %s: %s, %s points", locked.pk, locked.outcome, locked.points)
     return locked
 
 
 def refresh_image_counts(*, image_id: int) -> None:
-    """Recompute an image's number of valid rounds (what the sampler orders by)."""
-    valid = Round.objects.counting().filter(image_id=image_id).count()
-    Image.objects.filter(pk=image_id).update(valid_rounds=valid)
+    """Recompute an image's number of valid rounds (what the sampler orders by), in one statement."""
+    valid = Round.objects.counting().filter(image_id=OuterRef("pk")).values("image_id").annotate(n=Count("pk"))
+    Image.objects.filter(pk=image_id).update(valid_rounds=Coalesce(Subquery(valid.values("n")), 0))
 
 
 def refresh_participant_score(*, participant_id: int) -> None:
-    """Recompute a participant's total and best session from the rounds that count."""
-    rounds = Round.objects.counting_for_player().filter(participant_id=participant_id)
-    total = rounds.aggregate(total=Coalesce(Sum("points"), 0))["total"]
-    best = (
-        rounds.values("session_id").annotate(total=Sum("points")).order_by("-total").values_list("total", flat=True)
-    ).first() or 0
-    Participant.objects.filter(pk=participant_id).update(score=total, high_score=best)
+    """Recompute a participant's total and best session from the rounds that count, in one statement."""
+    rounds = Round.objects.counting_for_player().filter(participant_id=OuterRef("pk"))
+    total = rounds.values("participant_id").annotate(total=Sum("points")).values("total")
+    best = rounds.values("session_id").annotate(total=Sum("points")).order_by("-total").values("total")[:1]
+    Participant.objects.filter(pk=participant_id).update(
+        score=Coalesce(Subquery(total), 0), high_score=Coalesce(Subquery(best), 0)
+    )
 
 
 def enqueue_unscored_rounds(*, older_than: timedelta = SWEEP_AFTER) -> int:

@@ -29,7 +29,6 @@ def test_a_scored_valid_round_counts_for_science_and_for_the_player() -> None:
 def test_a_pilot_round_counts_for_the_player_but_never_for_science() -> None:
     round_ = scored(PlaySessionFactory(is_pilot=True))
     assert list(Round.objects.counting()) == [] and list(Round.objects.counting_for_player()) == [round_]
-    assert not round_.counts
 
 
 def test_a_shadow_banned_players_round_counts_only_in_their_own_eyes() -> None:
