@@ -12,7 +12,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clickme_site.tasks_enqueue import runs_in_process
 from games.access import StudyNotOpen, is_piloting, playable_experiment
 from games.identity import ParticipantAuthentication, require_participant
 from games.models import Experiment, Participant, PlaySession, Round
@@ -156,8 +155,9 @@ class RoundStartApi(GameApi):
             participant_id=self.participant_id,
         )
         self.require_consent(session.experiment, consented=session.consented)
-        round_, created, counts = start_round(session=session, client_round_id=data["client_round_id"])
-        return Response(round_state(round_, counts), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        started = start_round(session=session, client_round_id=data["client_round_id"])
+        return Response(round_state(started.round, started.counts),
+                        status=status.HTTP_201_CREATED if started.created else status.HTTP_200_OK)  # fmt: skip
 
 
 class RoundDetailApi(GameApi):
@@ -199,10 +199,6 @@ class RoundSubmitApi(GameApi):
         data = self.valid(SubmitSerializer, request)
         submitted, counts = submit_round(round_=round_, claimed_outcome=data["outcome"],
                                          bubble_count=data["bubble_count"])  # fmt: skip
-        # Read again where scoring may already have run when the submit committed (TASKS_IN_PROCESS),
-        # or where the round was not this call's to submit (it comes back as stored, without counts).
-        if counts is None or runs_in_process():
-            submitted, counts = Round.objects.for_play().get(pk=round_.pk), None
         return Response(round_state(submitted, counts))
 
 

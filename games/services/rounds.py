@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from clickme_site.tasks_enqueue import enqueue, enqueue_on_commit
+from clickme_site.tasks_enqueue import enqueue, enqueue_on_commit, runs_in_process
 from games.models import Click, Experiment, Participant, PlaySession, Round
 from games.models.play import completing_condition
 from games.painting import Bubble, PaintingRuleBroken, check_bubbles
@@ -39,6 +39,21 @@ class Conflict(Exception):
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
         self.details = details
+
+
+@dataclass(frozen=True)
+class StartedRound:
+    """What `start_round` answers: the session's round, whether this call created it, and for a new
+    round how many of the session's rounds were done before it (every round done came before it)."""
+
+    round: Round
+    created: bool
+    done_before: int | None = None
+
+    @property
+    def counts(self) -> dict[str, int] | None:
+        """`RoundQuerySet.done_in_session` of a new round, for `round_state`, without counting again; None else."""
+        return None if self.done_before is None else {"done": self.done_before, "before": self.done_before}
 
 
 @dataclass(frozen=True)
@@ -131,11 +146,9 @@ def _why_session_ends(session: PlaySession, *, started: int, done: int) -> tuple
     return None
 
 
-def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Round, bool, dict[str, int] | None]:
+def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> StartedRound:
     """Start the session's next round, or return the round it is already playing.
 
-    The second value says whether the round is new; the third, for a new round, is its session's
-    counts (`RoundQuerySet.done_in_session`: every round done came before it), counted at the start.
     Re-sending the same client id after a reload resumes that round; a start while another round
     of the session is still being played (a second tab, a lost client id, parallel requests)
     returns that round too, so a session plays one round at a time and its positions and images
@@ -145,7 +158,7 @@ def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Ro
     """
     existing = Round.objects.for_play().filter(participant_id=session.participant_id, client_round_id=client_round_id)
     if (found := existing.first()) is not None:
-        return found, False, None
+        return StartedRound(found, created=False)
     experiment = session.experiment
     if experiment.status != Experiment.Status.LIVE and not session.is_pilot:
         raise Conflict(f"this study is {experiment.get_status_display()}: no new rounds can start", finished=True)
@@ -165,7 +178,7 @@ def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Ro
             done=Count("pk", filter=completing_condition(experiment)),
         )
         if counts["playing"] is not None:
-            return Round.objects.for_play().get(pk=counts["playing"]), False, None
+            return StartedRound(Round.objects.for_play().get(pk=counts["playing"]), created=False)
         position = counts["started"]
         ending = _why_session_ends(session, started=position, done=counts["done"])
         if ending is None:
@@ -186,7 +199,7 @@ def start_round(*, session: PlaySession, client_round_id: uuid.UUID) -> tuple[Ro
     # Raised outside the block, so that the session's end (and completion) recorded above is kept.
     if ending is not None:
         raise Conflict(ending[0], finished=True, complete=ending[1])
-    return round_, True, {"done": counts["done"], "before": counts["done"]}
+    return StartedRound(round_, created=True, done_before=counts["done"])
 
 
 @transaction.atomic
@@ -287,8 +300,9 @@ def submit_round(*, round_: Round, claimed_outcome: str, bubble_count: int) -> t
     `round_` comes with its session and experiment (`RoundQuerySet.for_play`, or start_round's).
     Returns it, updated, with its session's counts after it (`RoundQuerySet.done_in_session`) when
     this call submits it; else the round as stored and None. Idempotent: submitting again returns
-    the round as it is. Scoring is enqueued when the transaction
-    commits; if the broker is down the round waits for the periodic sweep.
+    the round as it is. Scoring is enqueued when the transaction commits; if the broker is down
+    the round waits for the periodic sweep. Where tasks run in-process (TASKS_IN_PROCESS), scoring
+    has run by the time this returns, and the round returned carries its outcome.
     """
     # Until the worker scores it, the only outcome the server can vouch for is a skip.
     skipped = claimed_outcome == Round.Outcome.SKIPPED
@@ -304,7 +318,7 @@ def submit_round(*, round_: Round, claimed_outcome: str, bubble_count: int) -> t
         if not playing.filter(bubble_count=bubble_count).update(**submitted):
             stored = Round.objects.select_for_update().get(pk=round_.pk)
             if stored.status != Round.Status.PLAYING:
-                return stored, None
+                return Round.objects.for_play().get(pk=round_.pk), None
             if bubble_count != stored.bubble_count:
                 raise Conflict(
                     f"{stored.bubble_count} bubbles are stored but {bubble_count} were painted; upload the rest first",
@@ -318,6 +332,8 @@ def submit_round(*, round_: Round, claimed_outcome: str, bubble_count: int) -> t
             round_.session, round_.experiment, done=counts["done"]
         )  # the round's experiment is its session's
         enqueue_on_commit(SCORE_TASK, round_.pk, purpose=f"score round {round_.pk}", log=logger)
+    if runs_in_process():  # scored as the transaction committed
+        round_ = Round.objects.for_play().get(pk=round_.pk)
     return round_, counts
 
 

@@ -103,6 +103,6 @@ def test_rounds_started_follow_the_sessions_catch_trial_plan(experiment) -> None
     plan = catch_rounds(experiment=experiment, session_id=session.pk)
     started = []
     for _ in range(6):  # a session plays one round at a time: each is submitted before the next starts
-        started.append(start_round(session=session, client_round_id=uuid.uuid4())[0])
+        started.append(start_round(session=session, client_round_id=uuid.uuid4()).round)
         submit_round(round_=started[-1], claimed_outcome="skipped", bubble_count=0)
     assert {index for index, round_ in enumerate(started) if round_.is_catch_trial} == plan
