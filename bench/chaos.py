@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 import psycopg
-import redis
 
 from bench.postgres import PrivatePostgres
 from bench.stack import PY, ROOT, Stack, StackConfig
@@ -257,21 +256,6 @@ def inject(fault: str, stack: Stack, pg: PrivatePostgres, args: argparse.Namespa
     raise ValueError(f"unknown fault {fault!r}; choose from {', '.join(FAULTS)}")
 
 
-def wait_for_idle_queue(stack: Stack, timeout: float = 180.0) -> None:
-    """Wait until the broker holds no task (waiting or unacknowledged) for three seconds in a row."""
-    client = redis.Redis.from_url(stack.redis_url)
-    deadline, calm_since = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        busy = client.llen("celery") + client.hlen("unacked")
-        if busy:
-            calm_since = None
-        elif calm_since is None:
-            calm_since = time.monotonic()
-        elif time.monotonic() - calm_since >= 3:
-            return
-        time.sleep(0.5)
-
-
 def wait_for_scoring(stack: Stack, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     waiting = waiting_rounds(stack)
@@ -390,9 +374,9 @@ def main(argv: list[str] | None = None) -> int:
             still_waiting = wait_for_scoring(stack, args.score_timeout)
             every_id = [cid for phase in recorder.phases for cid in phase.submitted]
             rounds = check_rounds(stack, every_id)
-            wait_for_idle_queue(stack)  # the map builds that scoring enqueued, then one map sweep and its builds
+            stack.wait_for_idle_queue()  # the map builds that scoring enqueued, then one map sweep and its builds
             time.sleep(6)
-            wait_for_idle_queue(stack)
+            stack.wait_for_idle_queue()
             maps = check_maps(stack)
             final_health = health(stack)
             keep_logs(stack)

@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
             stats = locust_stage(stack, users, args.seconds, args.out)
             elapsed = time.monotonic() - started
             busy = psutil.cpu_percent(interval=None) / 100
-            time.sleep(3)  # the last submits are scored
+            # The stage's last rounds are scored and their maps built (a build waits MAP_BUILD_COALESCE_S),
+            # so their CPU is this stage's.
+            stack.wait_for_idle_queue(timeout=60)
             after_rounds, _, after_clicks, _ = count_rounds(stack)
             after_cpu, after_model = cpu_seconds(stack), model_stats(stack)
             rounds = after_rounds - before_rounds

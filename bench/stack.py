@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import psutil
 import psycopg
+import redis
 
 from devtools.partner_process import DEMO_CHECKPOINT, ROOT, free_port, stop
 from model_server.demo_data import DEMO_PARTNER
@@ -212,6 +213,29 @@ class Stack:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{self.log(kind)}")
+
+    def wait_for_idle_queue(self, timeout: float = 180.0, *, held_s: float = 120.0) -> bool:
+        """Wait until the broker holds no task (waiting, or held by a worker for later: a map build's
+        wait) for three seconds in a row; False if it never was within `timeout`.
+
+        A task held longer than `held_s` is not counted: it is one a killed worker held, which the
+        broker gives out again only after its visibility timeout (hours; the sweeps redo its work).
+        """
+        client = redis.Redis.from_url(self.redis_url)
+        deadline, calm_since = time.monotonic() + timeout, None
+        try:
+            while time.monotonic() < deadline:
+                # kombu's Redis transport scores each unacknowledged delivery by the time it was given out.
+                if client.llen("celery") + client.zcount("unacked_index", time.time() - held_s, "+inf"):
+                    calm_since = None
+                elif calm_since is None:
+                    calm_since = time.monotonic()
+                elif time.monotonic() - calm_since >= 3:
+                    return True
+                time.sleep(0.5)
+            return False
+        finally:
+            client.close()
 
     def postgres_backends(self) -> list[int]:
         """Pids of the Postgres server processes serving this stack's database (one per connection)."""
