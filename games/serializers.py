@@ -50,9 +50,19 @@ class ClickField(serializers.ListField):
         return x, y, t_ms
 
 
+def start_seq_field(**options: object) -> StrictIntegerField:
+    """The sequence number of a batch's first bubble (an upload's, or a guess's that carries one)."""
+    return StrictIntegerField(min_value=0, max_value=10_000, **options)
+
+
+def clicks_field(**options: object) -> serializers.ListField:
+    """A batch of bubbles, [x, y, t_ms] each, in painting order."""
+    return serializers.ListField(child=ClickField(), min_length=1, max_length=MAX_CLICKS_PER_UPLOAD, **options)
+
+
 class ClicksUploadSerializer(serializers.Serializer):
-    start_seq = StrictIntegerField(min_value=0, max_value=10_000)
-    clicks = serializers.ListField(child=ClickField(), min_length=1, max_length=MAX_CLICKS_PER_UPLOAD)
+    start_seq = start_seq_field()
+    clicks = clicks_field()
 
 
 class GuessRequestSerializer(serializers.Serializer):
@@ -60,8 +70,8 @@ class GuessRequestSerializer(serializers.Serializer):
     clicks upload would store them): one request per query point instead of two."""
 
     bubble_count = StrictIntegerField(min_value=1, max_value=10_000)
-    start_seq = StrictIntegerField(min_value=0, max_value=10_000, required=False)
-    clicks = serializers.ListField(child=ClickField(), min_length=1, max_length=MAX_CLICKS_PER_UPLOAD, required=False)
+    start_seq = start_seq_field(required=False)
+    clicks = clicks_field(required=False)
 
     def validate(self, attrs: dict) -> dict:
         if ("start_seq" in attrs) != ("clicks" in attrs):
