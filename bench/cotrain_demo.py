@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="co-trained: shut gates below this share of a map's peak (train's default)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="every kind alike")
     parser.add_argument("--gala-layers", type=int, nargs="+", default=list(defaults.gala_layers),
-                        help="the ResNet stages (1-4) with GALA, every kind alike")  # fmt: skip
+                        help="the ResNet stages (1-4) with GALA, every kind alike (default 2)")  # fmt: skip
     parser.add_argument("--parallel", type=int, default=defaults.parallel, help="training runs at once")
     parser.add_argument("--fresh", action="store_true", help="remove the run directory first")
     parser.add_argument("--maps-only", action="store_true", help="stop once the human maps are exported")
