@@ -45,22 +45,25 @@ def _test_settings(settings: pytest.FixtureDef, tmp_path: Path) -> None:
     settings.EXPORT_SETTLE_SECONDS = 0  # tests export rounds they scored a moment ago
 
 
+def _tasks_in_process(value: bool) -> Iterator[None]:
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = value
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = previous
+
+
 @pytest.fixture
 def broker_tasks() -> Iterator[None]:
     """Send Celery tasks to the broker, as a site with one does, even in a run without REDIS_URL (mock the sending)."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = False
-    yield
-    celery_app.conf.task_always_eager = previous
+    yield from _tasks_in_process(False)
 
 
 @pytest.fixture
 def eager_tasks() -> Iterator[None]:
     """Run Celery tasks in-process, even when REDIS_URL points at a broker with no worker."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
+    yield from _tasks_in_process(True)
     # Eager tasks running at once in the live server's threads can leave Celery's process-wide
     # "inside a task" flag set, after which any result.get() raises: clear it for later tests.
     _set_task_join_will_block(False)

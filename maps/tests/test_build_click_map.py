@@ -57,16 +57,6 @@ def file_bytes(field) -> bytes:
         return handle.read()
 
 
-@pytest.fixture
-def experiment():
-    return ExperimentFactory()
-
-
-@pytest.fixture
-def image(experiment):
-    return ImageFactory(image_set=experiment.image_set)
-
-
 def test_map_is_built_from_the_rounds_clicks(experiment, image) -> None:
     clicks = trails(6)
     rounds = [scored_round(experiment=experiment, image=image, clicks=trail) for trail in clicks]

@@ -7,7 +7,6 @@ from unittest import mock
 import pytest
 from kombu.exceptions import OperationalError as BrokerError
 
-from games.tests.factories import ExperimentFactory, ImageFactory
 from maps import pending_builds
 from maps.models import ClickMap
 from maps.services import build_requested_map, enqueue_map_build
@@ -16,16 +15,6 @@ from maps.tests.factories import scored_round
 pytestmark = pytest.mark.django_db
 
 WAIT_S = 10
-
-
-@pytest.fixture
-def experiment():
-    return ExperimentFactory()
-
-
-@pytest.fixture
-def image(experiment):
-    return ImageFactory(image_set=experiment.image_set)
 
 
 @pytest.fixture
