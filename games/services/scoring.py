@@ -151,9 +151,8 @@ def _record_score(
         judge_round(round_, bubbles) if bubbles is not None else check_round_quality(round_id=locked.pk)
     except Exception:  # a failing rule must never stop scoring; its savepoint has been rolled back
         logger.exception("quality checks failed on round %s", locked.pk)
-    if (
-        Round.objects.counting().filter(pk=locked.pk).exists()
-    ):  # it feeds its image's map (maps listens), once committed
+    # A round that counts feeds its image's map (maps listens), once committed.
+    if Round.objects.counting().filter(pk=locked.pk).exists():
         announce_round_counted(experiment_id=locked.experiment_id, image_id=locked.image_id)
     logger.info("scored round %s: %s, %s points", locked.pk, locked.outcome, locked.points)
     return locked
