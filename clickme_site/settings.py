@@ -231,8 +231,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A web request that enqueues must not hang on a dead broker: fail fast, the sweep catches up.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 # A counted round's map build waits this long, and the image's rounds counted meanwhile share it
-# (maps/pending_builds.py); 0 builds after every round.
-MAP_BUILD_COALESCE_S = env_int("MAP_BUILD_COALESCE_S", 10)
+# (maps/pending_builds.py); 0, the default, builds after every round. Off by default: with builds
+# held for later, a Redis outage crashed the Celery worker (docs/maps-and-reliability.md).
+MAP_BUILD_COALESCE_S = env_int("MAP_BUILD_COALESCE_S", 0)
 CELERY_BEAT_SCHEDULE = {
     "sweep-unscored-rounds": {
         "task": "games.tasks.sweep_unscored_rounds_task",

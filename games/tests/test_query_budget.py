@@ -55,7 +55,7 @@ def test_a_round_of_play_stays_within_each_calls_query_budget(demo, demo_partner
     # run below as the worker would; the map build it asks for is not sent.
     scoring: list[tuple] = []
     monkeypatch.setattr(rounds, "enqueue_on_commit", lambda *args, **kwargs: scoring.append(args))
-    monkeypatch.setattr("maps.tasks.build_click_map_task.apply_async", lambda *args, **kwargs: None)
+    monkeypatch.setattr("maps.services.enqueue", lambda *args, **kwargs: None)
     player = CountingPlayer(demo.slug)
     session = player.call("session", f"/api/play/{demo.slug}/sessions/", {"pointer_type": "mouse"})
     round_id = str(uuid.uuid4())

@@ -199,19 +199,19 @@ def test_scoring_a_round_enqueues_its_map_on_commit(
                           client_outcome=claimed, submitted_at=timezone.now() + timedelta(hours=1))  # fmt: skip
     pending_builds.release(experiment.pk, image.pk)
     with (
-        mock.patch("maps.tasks.build_click_map_task.apply_async") as send,
+        mock.patch("maps.tasks.build_click_map_task.delay") as delay,
         django_capture_on_commit_callbacks(execute=True),
     ):
         _record_score(round_, [], "v1", None, None)
-        send.assert_not_called()  # not before the score is committed
-    wait_s = settings.MAP_BUILD_COALESCE_S
-    assert send.call_args_list == ([mock.call((experiment.pk, image.pk), countdown=wait_s)] if enqueued else [])
+        delay.assert_not_called()  # not before the score is committed
+    assert settings.MAP_BUILD_COALESCE_S == 0  # the default: a build per round, at once
+    assert delay.call_args_list == ([mock.call(experiment.pk, image.pk)] if enqueued else [])
 
 
 def test_a_broker_outage_is_logged_not_raised(experiment, image, broker_tasks) -> None:
     pending_builds.release(experiment.pk, image.pk)
     with (
-        mock.patch("maps.tasks.build_click_map_task.apply_async", side_effect=BrokerError("no broker")),
+        mock.patch("maps.tasks.build_click_map_task.delay", side_effect=BrokerError("no broker")),
         mock.patch("maps.services.logger.exception") as log,
     ):
         enqueue_map_build(experiment_id=experiment.pk, image_id=image.pk)
